@@ -1,0 +1,62 @@
+"""What a backend must provide for one peer, whatever runs it.
+
+A backend turns a `PeerSpec` into a running peer and gives the handle a byte pipe (stdin), a
+line feed (stdout/stderr), process control and file access inside the peer's world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+LineSink = Callable[[str, str], None]  # (stream name "stdout"|"stderr", line)
+
+GAMES = "/games"
+STATE = "/state"
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """How to start one peer: its name, the fixture that seeds its games root, extra flags."""
+
+    name: str
+    fixture: str | None = None
+    args: tuple[str, ...] = ()
+    games_tmpfs: str | None = None  # e.g. "32m": /games is a tmpfs of that size (Docker only)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class PeerProcess(Protocol):
+    """One running peer as the handle sees it."""
+
+    name: str
+
+    def start(self, sink: LineSink) -> None:
+        """Start the peer, feeding every stdout/stderr line to `sink`."""
+
+    def write(self, data: bytes) -> None:
+        """Write raw bytes to the peer's stdin."""
+
+    def kill(self) -> None:
+        """SIGKILL the peer: no goodbye, sockets die with it."""
+
+    def stop(self) -> None:
+        """Remove everything this peer owns (idempotent)."""
+
+    def exited(self) -> bool: ...
+
+    def run(self, argv: list[str]) -> tuple[int, bytes]:
+        """Run a command in the peer's world (container or host) and return (rc, stdout)."""
+
+    def path(self, rel: str) -> str:
+        """The absolute path of `rel` (relative to the games root) as `run` sees it."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def create(self, spec: PeerSpec) -> PeerProcess: ...
+
+    def close(self) -> None:
+        """Remove every peer, network and temporary directory this backend made."""

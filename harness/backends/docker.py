@@ -1,0 +1,249 @@
+"""Peers as Docker containers on one network per scenario.
+
+The container *is* the peer: its entrypoint is `lanpeer`, and the handle talks to it through the
+container's stdin/stdout by attaching before start (as `docker run` does), so no line is missed
+and a restart (`docker start` of the same container) keeps its state dir and games root.
+
+Cleanup without Ryuk: every container and network carries `lanpeer.run` and `lanpeer.worker`
+labels; a lab removes its own at teardown, each worker sweeps its own at exit, and the controller
+sweeps the run at session finish and stale runs at session start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import os
+import signal
+import sys
+import tarfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.utils.socket import frames_iter
+from filelock import FileLock
+from testcontainers.core.network import Network
+
+from harness.backends.base import GAMES, STATE, LineSink, PeerSpec
+from harness.fixtures_builder import fixture_path
+from harness.image import ensure_peer_image
+
+STALE_AFTER = dt.timedelta(hours=2)
+
+
+def labels(run_id: str) -> dict[str, str]:
+    return {
+        "lanpeer.test": "1",
+        "lanpeer.run": run_id,
+        "lanpeer.worker": os.environ.get("PYTEST_XDIST_WORKER", "master"),
+    }
+
+
+def engine_problem() -> str | None:
+    """Why the Docker backend cannot run here, or None when it can."""
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.close()
+    except Exception as exc:  # any failure means: no usable engine
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _sweep(filters: dict[str, Any], older_than: dt.timedelta | None = None) -> None:
+    client = docker.from_env()
+    now = dt.datetime.now(dt.UTC)
+
+    def old(created: str) -> bool:
+        if older_than is None:
+            return True
+        stamp = dt.datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00")
+        return now - stamp > older_than
+
+    for c in client.containers.list(all=True, filters=filters):
+        if old(c.attrs["Created"]):
+            try:
+                c.remove(force=True, v=True)
+            except docker.errors.APIError:
+                pass
+    for n in client.networks.list(filters=filters):
+        if old(n.attrs["Created"]):
+            try:
+                n.remove()
+            except docker.errors.APIError:
+                pass
+    client.close()
+
+
+def sweep_run(run_id: str) -> None:
+    _sweep({"label": [f"lanpeer.run={run_id}"]})
+
+
+def sweep_stale(current_run: str) -> None:
+    """Remove what crashed earlier runs left behind (not a concurrent run's fresh containers)."""
+    client = docker.from_env()
+    runs = {
+        c.labels.get("lanpeer.run")
+        for c in client.containers.list(all=True, filters={"label": ["lanpeer.test=1"]})
+    } | {n.attrs["Labels"].get("lanpeer.run") for n in client.networks.list(
+        filters={"label": ["lanpeer.test=1"]})}
+    client.close()
+    for run in runs - {current_run, None}:
+        _sweep({"label": [f"lanpeer.run={run}"]}, older_than=STALE_AFTER)
+
+
+_worker_sweep_registered = False
+
+
+def _register_worker_sweep(run_id: str) -> None:
+    """Backstop for a worker that dies between tests: sweep its own labels at exit/SIGTERM."""
+    global _worker_sweep_registered
+    if _worker_sweep_registered:
+        return
+    _worker_sweep_registered = True
+    worker = labels(run_id)["lanpeer.worker"]
+    atexit.register(
+        _sweep, {"label": [f"lanpeer.run={run_id}", f"lanpeer.worker={worker}"]}
+    )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def _fixture_tar(name: str) -> Path:
+    """A tar of the fixture's games root, made once and streamed into every container."""
+    root = fixture_path(name)
+    tar_path = root.with_suffix(".tar")
+    with FileLock(str(tar_path) + ".lock"):
+        if not tar_path.exists():
+            tmp = tar_path.with_suffix(".tar.tmp")
+            with tarfile.open(tmp, "w") as tar:
+                for entry in sorted(root.iterdir()):
+                    tar.add(entry, arcname=entry.name)
+            tmp.replace(tar_path)
+    return tar_path
+
+
+class DockerPeer:
+    def __init__(self, backend: DockerBackend, spec: PeerSpec) -> None:
+        self.name = spec.name
+        self.backend = backend
+        self.spec = spec
+        client = backend.client
+        tmpfs = {GAMES: f"size={spec.games_tmpfs}"} if spec.games_tmpfs else None
+        if tmpfs and spec.fixture:
+            raise RuntimeError("a tmpfs /games cannot be seeded (docker cp cannot reach tmpfs)")
+        self.container = client.containers.create(
+            backend.image,
+            command=["--games-dir", GAMES, "--state-dir", STATE, *spec.args],
+            stdin_open=True,
+            tty=False,
+            detach=True,
+            network=backend.network_name(),
+            hostname=spec.name,
+            labels={**backend.labels, "lanpeer.peer": spec.name},
+            tmpfs=tmpfs,
+            environment=spec.env,
+        )
+        if spec.fixture:
+            with open(_fixture_tar(spec.fixture), "rb") as tar:
+                self.container.put_archive(GAMES, tar)
+        self._sock: Any = None
+
+    def start(self, sink: LineSink) -> None:
+        api = self.backend.client.api
+        sock = api.attach_socket(
+            self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        self._sock = sock
+        threading.Thread(target=self._pump, args=(sock, sink), daemon=True).start()
+        self.container.start()
+
+    @staticmethod
+    def _pump(sock: Any, sink: LineSink) -> None:
+        partial = {1: b"", 2: b""}
+        names = {1: "stdout", 2: "stderr"}
+        try:
+            for stream, data in frames_iter(sock, tty=False):
+                if stream not in partial:
+                    continue
+                buf = partial[stream] + data
+                *lines, partial[stream] = buf.split(b"\n")
+                for line in lines:
+                    sink(names[stream], line.decode("utf-8", errors="replace"))
+        except (OSError, ValueError):
+            pass
+        for stream, rest in partial.items():
+            if rest:
+                sink(names[stream], rest.decode("utf-8", errors="replace"))
+
+    def write(self, data: bytes) -> None:
+        raw = getattr(self._sock, "_sock", self._sock)
+        raw.sendall(data)
+
+    def kill(self) -> None:
+        try:
+            self.container.kill()
+            self.container.wait(timeout=60)
+        except docker.errors.APIError:
+            pass
+
+    def exited(self) -> bool:
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            return True
+        return bool(self.container.status != "running")
+
+    def stop(self) -> None:
+        try:
+            self.container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+    def run(self, argv: list[str]) -> tuple[int, bytes]:
+        rc, out = self.container.exec_run(argv, demux=True)
+        stdout, stderr = out if isinstance(out, tuple) else (out, b"")
+        body = stdout or b""
+        return int(rc), body if rc == 0 else body + (stderr or b"")
+
+    def path(self, rel: str) -> str:
+        return f"{GAMES}/{rel}"
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, run_id: str) -> None:
+        self.client = docker.from_env()
+        self.image = ensure_peer_image(self.client)
+        self.labels = labels(run_id)
+        self.peers: list[DockerPeer] = []
+        self._network: Network | None = None
+        _register_worker_sweep(run_id)
+
+    def network_name(self) -> str:
+        if self._network is None:
+            self._network = Network(
+                docker_network_kw={"driver": "bridge", "labels": self.labels}
+            ).create()
+        return str(self._network.name)
+
+    def create(self, spec: PeerSpec) -> DockerPeer:
+        peer = DockerPeer(self, spec)
+        self.peers.append(peer)
+        return peer
+
+    def close(self) -> None:
+        for peer in self.peers:
+            peer.stop()
+        if self._network is not None:
+            try:
+                self._network.remove()
+            except docker.errors.APIError:
+                pass
+        self.client.close()
+
+

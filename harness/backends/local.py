@@ -1,0 +1,113 @@
+"""Peers as local subprocesses on distinct 127.0.0.x addresses, for machines without Docker.
+
+Same API as the Docker backend, minus what only containers can do (tmpfs size limits).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO
+
+from harness.backends.base import LineSink, PeerSpec
+from harness.fixtures_builder import fixture_path
+
+_addresses = itertools.count()
+
+
+def _next_loopback() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    n = next(_addresses)
+    return f"127.{10 + int(worker or 0) % 200}.{(n // 250) % 250}.{n % 250 + 2}"
+
+
+def _pump(stream: IO[bytes], name: str, sink: LineSink) -> None:
+    for raw in iter(stream.readline, b""):
+        sink(name, raw.decode("utf-8", errors="replace").rstrip("\n"))
+
+
+class LocalPeer:
+    def __init__(self, spec: PeerSpec, workdir: Path) -> None:
+        if spec.games_tmpfs:
+            raise RuntimeError("the local backend cannot size-limit /games; use --backend docker")
+        self.name = spec.name
+        self.spec = spec
+        self.games = workdir / "games"
+        self.state = workdir / "state"
+        self.host = _next_loopback()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.games.mkdir(parents=True)
+        if spec.fixture:
+            shutil.copytree(fixture_path(spec.fixture), self.games, dirs_exist_ok=True)
+
+    def start(self, sink: LineSink) -> None:
+        argv = [
+            sys.executable, "-m", "peer",
+            "--games-dir", str(self.games),
+            "--state-dir", str(self.state),
+            "--listen", f"{self.host}:0",
+            *self.spec.args,
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **self.spec.env},
+        )
+        assert self.proc.stdout and self.proc.stderr
+        for stream, name in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr")):
+            threading.Thread(target=_pump, args=(stream, name, sink), daemon=True).start()
+
+    def write(self, data: bytes) -> None:
+        assert self.proc and self.proc.stdin
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def exited(self) -> bool:
+        return self.proc is None or self.proc.poll() is not None
+
+    def stop(self) -> None:
+        self.kill()
+
+    def run(self, argv: list[str]) -> tuple[int, bytes]:
+        if argv and argv[0] == "python3":
+            argv = [sys.executable, *argv[1:]]
+        done = subprocess.run(argv, capture_output=True, check=False, timeout=600)
+        return done.returncode, done.stdout if done.returncode == 0 else done.stdout + done.stderr
+
+    def path(self, rel: str) -> str:
+        return str(self.games / rel)
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, run_id: str) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix=f"lanpeer-{run_id}-"))
+        self.peers: list[LocalPeer] = []
+
+    def create(self, spec: PeerSpec) -> LocalPeer:
+        peer = LocalPeer(spec, self.root / f"{len(self.peers):02d}-{spec.name}")
+        self.peers.append(peer)
+        return peer
+
+    def close(self) -> None:
+        for peer in self.peers:
+            peer.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,452 @@
+"""Build the lab's Docker images on an engine that has no registry.
+
+Nothing can be pulled, so both images are made locally:
+
+* ``lanpeer-base:<hash12>``: a Debian bookworm rootfs made on the host by mmdebstrap and imported
+  as one layer. There is no ``FROM debian`` anywhere.
+* ``lanpeer-peer:<hash12>``: the base plus /opt/venv with lanpeer and its runtime dependencies,
+  installed offline from a wheelhouse that ``pip wheel`` builds on the host (the host's CPython
+  3.11 and glibc 2.36 match bookworm's), using the project's ``Dockerfile`` and the engine's
+  classic builder.
+
+Each tag is a hash of the inputs that make the image, so "is the image current?" is a single
+``images.get`` and a build happens only when an input changed. A global file lock makes parallel
+pytest-xdist workers and concurrent runs build once. Prebuild with ``python -m harness.image``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import inspect
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from filelock import FileLock
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = ROOT / ".cache"
+BASE_CACHE = CACHE_DIR / "base"
+PEER_BUILD = CACHE_DIR / "peer-build"
+WHEEL_CACHE = CACHE_DIR / "wheelhouse"
+
+BASE_REPO = "lanpeer-base"
+PEER_REPO = "lanpeer-peer"
+IMAGE_LABEL = "lanpeer.image"
+ROLE_LABEL = "lanpeer.role"
+
+SUITE = "bookworm"
+VARIANT = "apt"
+COMPONENTS = ("main", "non-free")
+PACKAGES = ("python3", "python3-venv", "unrar", "ca-certificates", "iproute2", "procps")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# An imported image has no ENV at all; PATH must be set here or the peer Dockerfile's
+# `ENV PATH=/opt/venv/bin:$PATH` would expand $PATH to nothing.
+BASE_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    f"LABEL {IMAGE_LABEL}=1 {ROLE_LABEL}=base",
+    'CMD ["/bin/bash"]',
+)
+
+LOCK_PATH = Path(tempfile.gettempdir()) / "lanpeer-image.lock"
+LOCK_TIMEOUT_S = 1800.0
+# Old peer images kept besides the current one: another checkout (or a run started just before a
+# source edit) may have resolved one of them and not yet started its containers.
+KEEP_OLD_PEER_IMAGES = 2
+
+Progress = Callable[[str], None]
+
+
+def _stderr_progress(line: str) -> None:
+    """Default progress sink: stderr, so it shows with `pytest -s` and from `python -m`."""
+    print(f"[lanpeer-image] {line}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _step(progress: Progress, what: str) -> Iterator[None]:
+    """Report a step and how long it took; a cold build is minutes and people want to know why."""
+    progress(f"{what} ...")
+    start = time.monotonic()
+    yield
+    progress(f"{what}: done in {time.monotonic() - start:.1f}s")
+
+
+def _make_cache_dir(path: Path) -> None:
+    """Create ``path`` under .cache/, which ignores itself so nothing in it gets committed."""
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = CACHE_DIR / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# build caches of harness/image.py; never commit\n*\n")
+
+
+def _digest12(parts: list[tuple[str, bytes]]) -> str:
+    """Hash named parts unambiguously (length-prefixed) and keep 12 hex digits for the tag."""
+    h = hashlib.sha256()
+    for name, data in parts:
+        for chunk in (name.encode(), data):
+            h.update(len(chunk).to_bytes(8, "big"))
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------
+# Base image
+
+
+def _mmdebstrap_argv(target: Path, mirror: str) -> list[str]:
+    """The whole base recipe as one command line (its source is part of the base tag).
+
+    Variant apt plus the merged-usr hook: minbase would add usrmerge and with it perl (~55 MB)
+    to satisfy init-system-helpers; the hook provides usr-is-merged instead. mmdebstrap itself
+    removes the apt lists and cache; dpkg path-excludes keep docs, man pages and locales out.
+    """
+    argv = [
+        "mmdebstrap",
+        f"--variant={VARIANT}",
+        f"--components={','.join(COMPONENTS)}",
+        f"--include={','.join(PACKAGES)}",
+        "--format=tar",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+    ]
+    for opt in (
+        "path-exclude=/usr/share/doc/*",
+        "path-include=/usr/share/doc/*/copyright",
+        "path-exclude=/usr/share/man/*",
+        "path-exclude=/usr/share/info/*",
+        "path-exclude=/usr/share/locale/*",
+        "path-include=/usr/share/locale/locale.alias",
+        "path-exclude=/usr/share/lintian/*",
+    ):
+        argv.append(f"--dpkgopt={opt}")
+    # Upstream's deployment runs its unrar sidecar from /usr/local/bin.
+    argv.append('--customize-hook=ln -sf /usr/bin/unrar "$1/usr/local/bin/unrar"')
+    argv.append('--customize-hook=rm -rf "$1"/var/cache/debconf/*-old "$1"/var/log/apt/eipp*')
+    argv += [SUITE, str(target), mirror]
+    return argv
+
+
+def _host_mirror() -> str:
+    """The Debian mirror the host's apt uses, so the build goes where the host's apt may go.
+
+    Not part of the tag: every Debian mirror serves the same archive.
+    """
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    with contextlib.suppress(OSError):
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and len(line.split()) > 1:
+                return line.split()[1]
+    legacy = Path("/etc/apt/sources.list")
+    with contextlib.suppress(OSError):
+        for line in legacy.read_text().splitlines():
+            words = line.split()
+            if words[:1] == ["deb"]:
+                uris = [w for w in words[1:] if "://" in w]
+                if uris:
+                    return uris[0]
+    return DEFAULT_MIRROR
+
+
+def _import_base(client: docker.DockerClient, tarball: Path, tag: str) -> None:
+    """Import the rootfs tarball as a one-layer image (docker import; nothing is pulled)."""
+    repo, _, version = tag.partition(":")
+    client.api.import_image(
+        src=str(tarball), repository=repo, tag=version, changes=list(BASE_CHANGES)
+    )
+    client.images.get(tag)  # the import answers with a JSON stream; make sure the tag exists
+
+
+def base_image_tag() -> str:
+    """The base tag for the current recipe, computed without touching Docker or the network."""
+    recipe = {
+        "suite": SUITE,
+        "variant": VARIANT,
+        "components": COMPONENTS,
+        "packages": PACKAGES,
+        "changes": BASE_CHANGES,
+    }
+    parts = [
+        ("recipe", json.dumps(recipe, sort_keys=True).encode()),
+        ("mmdebstrap_argv", inspect.getsource(_mmdebstrap_argv).encode()),
+        ("import_base", inspect.getsource(_import_base).encode()),
+    ]
+    return f"{BASE_REPO}:{_digest12(parts)}"
+
+
+def _base_tarball(tag: str, progress: Progress) -> Path:
+    """Return the cached rootfs tarball for ``tag``, running mmdebstrap only if it is missing.
+
+    The tarball is kept so that a lost base image (prune, engine reset) costs an import, not a
+    bootstrap. Tarballs of other recipes are deleted once a new one exists.
+    """
+    version = tag.partition(":")[2]
+    tarball = BASE_CACHE / f"rootfs-{version}.tar"
+    if tarball.is_file():
+        progress(f"using cached rootfs {tarball.relative_to(ROOT)}")
+        return tarball
+    if shutil.which("mmdebstrap") is None:
+        raise RuntimeError("mmdebstrap is not installed on the host; run scripts/setup.sh")
+    _make_cache_dir(BASE_CACHE)
+    partial = tarball.with_suffix(".tar.partial")
+    log = BASE_CACHE / "mmdebstrap.log"
+    mirror = _host_mirror()
+    with _step(progress, f"mmdebstrap {SUITE} from {mirror} (about a minute)"):
+        with log.open("wb") as out:
+            result = subprocess.run(
+                _mmdebstrap_argv(partial, mirror),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if result.returncode != 0:
+            partial.unlink(missing_ok=True)
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"mmdebstrap failed ({result.returncode}); see {log}:\n{tail}")
+    partial.rename(tarball)
+    for old in BASE_CACHE.glob("rootfs-*.tar"):
+        if old != tarball:
+            old.unlink(missing_ok=True)
+    return tarball
+
+
+def _ensure_base(client: docker.DockerClient, progress: Progress) -> str:
+    """Make sure the base image exists; the caller holds the build lock."""
+    tag = base_image_tag()
+    if _image_exists(client, tag):
+        progress(f"{tag} present")
+        return tag
+    tarball = _base_tarball(tag, progress)
+    size_mb = tarball.stat().st_size / 1e6
+    with _step(progress, f"importing {tarball.name} ({size_mb:.0f} MB) as {tag}"):
+        _import_base(client, tarball, tag)
+    return tag
+
+
+# --------------------------------------------------------------------------------------------
+# Peer image
+
+
+def _peer_inputs(root: Path) -> list[tuple[str, bytes]]:
+    """The files whose content defines the peer image: Dockerfile, pyproject.toml, peer/**.
+
+    Bytecode caches are skipped: importing peer/ must not change the tag.
+    """
+    parts = [(name, (root / name).read_bytes()) for name in ("Dockerfile", "pyproject.toml")]
+    peer = root / "peer"
+    for path in sorted(peer.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            parts.append((path.relative_to(root).as_posix(), path.read_bytes()))
+    return parts
+
+
+def _peer_tag_for(root: Path, base_tag: str) -> str:
+    """Peer tag of the tree at ``root``; the build procedure's source counts as an input."""
+    parts = [
+        ("base", base_tag.encode()),
+        ("build_peer", inspect.getsource(_build_peer).encode()),
+        *_peer_inputs(root),
+    ]
+    return f"{PEER_REPO}:{_digest12(parts)}"
+
+
+def peer_image_tag() -> str:
+    """The peer tag for the working tree as it is now, computed without building anything."""
+    return _peer_tag_for(ROOT, base_image_tag())
+
+
+def _snapshot_sources(dest: Path) -> None:
+    """Copy the build inputs aside, so the wheel and the tag describe the same tree.
+
+    Other people edit peer/ while tests run; building from a snapshot (and hashing the
+    snapshot) keeps a half-saved edit from being baked into an image tagged as something else.
+    It also keeps setuptools' build/ and egg-info out of the working tree.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    _make_cache_dir(dest)
+    for name in ("Dockerfile", "pyproject.toml"):
+        shutil.copy2(ROOT / name, dest / name)
+    readme = ROOT / "README.md"
+    if readme.is_file():
+        shutil.copy2(readme, dest / "README.md")
+    else:
+        (dest / "README.md").write_text("")
+    shutil.copytree(ROOT / "peer", dest / "peer", ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _pip_wheel(args: list[str]) -> None:
+    """Run `pip wheel` with the harness's own interpreter (CPython 3.11, like bookworm's)."""
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"]
+    result = subprocess.run(
+        [*pip, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"pip wheel failed ({result.returncode}):\n{result.stderr[-4000:]}")
+
+
+def _deps_wheelhouse(src: Path, progress: Progress) -> Path:
+    """Wheels of lanpeer's runtime dependencies, cached per pyproject.toml and host Python.
+
+    Resolving and downloading them is most of a peer rebuild, and they only change with
+    pyproject.toml. To pick up newer releases without editing it, delete .cache/wheelhouse.
+    """
+    key = _digest12(
+        [
+            ("pyproject", (src / "pyproject.toml").read_bytes()),
+            ("python", f"{sys.implementation.cache_tag}-{sys.platform}".encode()),
+        ]
+    )
+    deps = WHEEL_CACHE / f"deps-{key}"
+    if deps.is_dir():
+        progress(f"using cached dependency wheels {deps.relative_to(ROOT)}")
+        return deps
+    partial = WHEEL_CACHE / f"deps-{key}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    _make_cache_dir(partial)
+    with _step(progress, "pip wheel lanpeer's runtime dependencies"):
+        _pip_wheel(["--wheel-dir", str(partial), str(src)])
+    for own in partial.glob("lanpeer-*.whl"):
+        own.unlink()
+    partial.rename(deps)
+    for old in WHEEL_CACHE.glob("deps-*"):
+        if old != deps:
+            shutil.rmtree(old, ignore_errors=True)
+    return deps
+
+
+def _build_peer(client: docker.DockerClient, src: Path, base: str, tag: str, p: Progress) -> None:
+    """Wheels on the host (`pip wheel`), then the Dockerfile with the classic builder."""
+    deps = _deps_wheelhouse(src, p)
+    own = WHEEL_CACHE / "lanpeer"
+    if own.exists():
+        shutil.rmtree(own)
+    _make_cache_dir(own)
+    with _step(p, "pip wheel lanpeer"):
+        _pip_wheel(["--no-deps", "--wheel-dir", str(own), str(src)])
+    context = PEER_BUILD / "context"
+    if context.exists():
+        shutil.rmtree(context)
+    _make_cache_dir(context)
+    shutil.copy2(src / "Dockerfile", context / "Dockerfile")
+    shutil.copytree(deps, context / "wheelhouse" / "deps")
+    shutil.copytree(own, context / "wheelhouse" / "lanpeer")
+    with _step(p, f"docker build {tag} FROM {base}"):
+        try:
+            # Labels come from the Dockerfile: the labels= argument appends one uncached
+            # LABEL step per label to every build.
+            client.images.build(
+                path=str(context),
+                dockerfile="Dockerfile",
+                tag=tag,
+                buildargs={"BASE": base},
+                pull=False,
+                rm=True,
+                forcerm=True,
+            )
+        except docker.errors.BuildError as exc:
+            lines = [
+                str(entry.get("stream") or entry.get("error") or "") for entry in exc.build_log
+            ]
+            tail = "".join(lines)[-4000:]
+            raise RuntimeError(f"docker build of {tag} failed: {exc.msg}\n{tail}") from exc
+    shutil.rmtree(context, ignore_errors=True)
+
+
+def _remove_old_peer_images(client: docker.DockerClient, current: str, progress: Progress) -> None:
+    """Untag old peer images that no container uses, keeping the newest few (see KEEP_OLD_...).
+
+    Removal is never forced: the engine refuses (409) for an image any container, running or
+    stopped, still references, which is exactly "in use".
+    """
+    images: list[dict[str, Any]] = client.api.images(filters={"label": [f"{ROLE_LABEL}=peer"]})
+    old = [img for img in images if current not in (img.get("RepoTags") or [])]
+    old.sort(key=lambda img: int(img.get("Created", 0)), reverse=True)
+    for img in old[KEEP_OLD_PEER_IMAGES:]:
+        tags = [t for t in img.get("RepoTags") or [] if t.startswith(f"{PEER_REPO}:")]
+        for ref in tags or [str(img["Id"])]:
+            try:
+                client.api.remove_image(ref)
+                progress(f"removed old image {ref}")
+            except docker.errors.APIError as exc:
+                progress(f"kept old image {ref}: {exc.explanation or exc}")
+
+
+def _image_exists(client: docker.DockerClient, tag: str) -> bool:
+    """True if ``tag`` is in the local store (the only place an image can come from here)."""
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def ensure_peer_image(client: docker.DockerClient, progress: Progress = _stderr_progress) -> str:
+    """Return the peer image tag for the current tree, building base and peer images if missing.
+
+    Safe to call from every pytest-xdist worker at once: the fast path is one image lookup, and
+    builds happen under a global file lock, rechecking after the lock is taken.
+    """
+    start = time.monotonic()
+    tag = peer_image_tag()
+    if _image_exists(client, tag):
+        progress(f"{tag} is up to date ({time.monotonic() - start:.2f}s)")
+        return tag
+    lock = FileLock(str(LOCK_PATH), timeout=LOCK_TIMEOUT_S)
+    progress(f"{tag} missing; waiting for the build lock {LOCK_PATH}")
+    with lock:
+        base = _ensure_base(client, progress)
+        src = PEER_BUILD / "src"
+        _snapshot_sources(src)
+        tag = _peer_tag_for(src, base)  # the tree may have changed since the first look
+        if _image_exists(client, tag):
+            progress(f"{tag} was built meanwhile ({time.monotonic() - start:.1f}s)")
+            return tag
+        _build_peer(client, src, base, tag, progress)
+        _remove_old_peer_images(client, tag, progress)
+    progress(f"{tag} ready in {time.monotonic() - start:.1f}s")
+    return tag
+
+
+def _image_size_mb(client: docker.DockerClient, tag: str) -> float:
+    """Uncompressed size as `docker images` shows it."""
+    return float(client.images.get(tag).attrs["Size"]) / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.image`: prebuild the images so the first test run starts fast."""
+    parser = argparse.ArgumentParser(prog="python -m harness.image", description=main.__doc__)
+    parser.add_argument(
+        "--tags", action="store_true", help="only print the base and peer tags; build nothing"
+    )
+    args = parser.parse_args(argv)
+    if args.tags:
+        print(base_image_tag())
+        print(peer_image_tag())
+        return 0
+    client = docker.from_env()
+    start = time.monotonic()
+    tag = ensure_peer_image(client)
+    elapsed = time.monotonic() - start
+    base = base_image_tag()
+    if _image_exists(client, base):
+        print(f"base {base} {_image_size_mb(client, base):.0f} MB", file=sys.stderr)
+    print(f"peer {tag} {_image_size_mb(client, tag):.0f} MB", file=sys.stderr)
+    print(f"total {elapsed:.1f}s", file=sys.stderr)
+    print(tag)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The handle a scenario holds for one peer: send commands, wait for events, inspect files.
+
+Every wait has a timeout, and every failed wait explains itself with the peer's last records and
+its stderr tail. Records are kept from the peer's first line, so "no event X happened" can be
+asserted over a whole window, not only the tail seen after some point.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from harness.backends.base import PeerProcess, PeerSpec
+from harness.manifest import NOT_TRANSFERRED, Manifest, remote_script
+
+Record = dict[str, Any]
+Where = Mapping[str, Any] | Callable[[Record], bool] | None
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class PeerCommandError(AssertionError):
+    def __init__(self, record: Record, context: str) -> None:
+        super().__init__(f"{record.get('cmd')} failed: {record.get('code')}: "
+                         f"{record.get('message')}\n{context}")
+        self.record = record
+        self.code = str(record.get("code"))
+
+
+def _matches(record: Record, where: Where) -> bool:
+    if where is None:
+        return True
+    if callable(where):
+        return bool(where(record))
+    return all(record.get(k) == v for k, v in where.items())
+
+
+class PeerHandle:
+    def __init__(self, process: PeerProcess, spec: PeerSpec) -> None:
+        self.process = process
+        self.spec = spec
+        self.name = spec.name
+        self.records: list[Record] = []
+        self.stderr: list[str] = []
+        self.garbage: list[str] = []  # stdout lines that were not JSON records (must stay empty)
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self.addr = ""
+        self.peer_id = ""
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _sink(self, stream: str, line: str) -> None:
+        with self._cond:
+            if stream == "stderr":
+                self.stderr.append(line)
+            else:
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError
+                except ValueError:
+                    self.garbage.append(line)
+                else:
+                    record["_t"] = time.monotonic()
+                    self.records.append(record)
+            self._cond.notify_all()
+
+    def start(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Start (or restart) the peer and wait until it is ready to be connected to."""
+        since = self.mark()
+        self.process.start(self._sink)
+        ready = self.expect("local-peer-ready", since=since, timeout=timeout)
+        self.addr, self.peer_id = ready["addr"], ready["peer_id"]
+
+    def context(self, last: int = 25) -> str:
+        """The peer's recent records and stderr, for failure messages."""
+        with self._cond:
+            recs = [
+                json.dumps({k: v for k, v in r.items() if k != "_t"})[:400]
+                for r in self.records[-last:]
+            ]
+            err = self.stderr[-15:]
+            garbage = self.garbage[-5:]
+        parts = [f"--- peer {self.name} ({self.addr}) last {len(recs)} records:", *recs]
+        parts += [f"--- stderr tail ({len(err)} lines):", *err]
+        if garbage:
+            parts += ["--- non-JSON stdout:", *garbage]
+        return "\n".join(parts)
+
+    def mark(self) -> int:
+        """A cursor: the number of records seen so far."""
+        with self._cond:
+            return len(self.records)
+
+    def _wait_for(self, find: Callable[[], Record | None], what: str, timeout: float) -> Record:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = find()
+                if found is not None:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"peer {self.name}: timed out after {timeout}s waiting for {what}\n"
+                        + self.context()
+                    )
+                self._cond.wait(remaining)
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def request(self, cmd: str, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> Record:
+        """Send a command and return its result or error record."""
+        request_id = next(self._ids)
+        line = json.dumps({"cmd": cmd, "id": request_id, **args})
+        since = self.mark()
+        self.write_line(line)
+
+        def find() -> Record | None:
+            for r in self.records[since:]:
+                if r.get("type") in ("result", "error") and r.get("id") == request_id:
+                    return r
+            return None
+
+        return self._wait_for(find, f"the reply to {line}", timeout)
+
+    def send(self, cmd: str, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> Any:
+        """Send a command and return its result data; an error record fails the test."""
+        record = self.request(cmd, timeout=timeout, **args)
+        if record["type"] == "error":
+            raise PeerCommandError(record, self.context())
+        return record["data"]
+
+    def send_error(self, cmd: str, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> Record:
+        """Send a command that must be refused; returns the error record."""
+        record = self.request(cmd, timeout=timeout, **args)
+        assert record["type"] == "error", (
+            f"{cmd} {args} should have failed but returned {record}\n{self.context()}"
+        )
+        return record
+
+    def write_line(self, line: str) -> None:
+        self.process.write((line + "\n").encode())
+
+    # -- events --------------------------------------------------------------------------------
+
+    def events(self, name: str | None = None, since: int = 0, until: int | None = None,
+               where: Where = None) -> list[Record]:
+        with self._cond:
+            window = self.records[since:until]
+        return [
+            r for r in window
+            if r.get("type") == "event" and (name is None or r.get("event") == name)
+            and _matches(r, where)
+        ]
+
+    def expect(self, event: str, where: Where = None, since: int = 0,
+               timeout: float = DEFAULT_TIMEOUT) -> Record:
+        """Wait for an event named `event` (matching `where`) at or after cursor `since`."""
+
+        def find() -> Record | None:
+            for r in self.records[since:]:
+                if r.get("type") == "event" and r.get("event") == event and _matches(r, where):
+                    return r
+            return None
+
+        return self._wait_for(find, f"event {event} where {where}", timeout)
+
+    def expect_sequence(self, *events: str, where: Where = None, since: int = 0,
+                        timeout: float = DEFAULT_TIMEOUT) -> list[Record]:
+        """Wait for `events` to appear in this order (other events may come between)."""
+        found = []
+        cursor = since
+        for name in events:
+            record = self.expect(name, where=where, since=cursor, timeout=timeout)
+            found.append(record)
+            cursor = self.records.index(record) + 1
+        return found
+
+    def expect_one_of(self, names: tuple[str, ...], where: Where = None, since: int = 0,
+                      timeout: float = DEFAULT_TIMEOUT) -> Record:
+        def find() -> Record | None:
+            for r in self.records[since:]:
+                if r.get("type") == "event" and r.get("event") in names and _matches(r, where):
+                    return r
+            return None
+
+        return self._wait_for(find, f"one of {names} where {where}", timeout)
+
+    def index(self, record: Record) -> int:
+        with self._cond:
+            return next(i for i, r in enumerate(self.records) if r is record)
+
+    def assert_no_event(self, event: str, since: int = 0, until: int | None = None,
+                        where: Where = None) -> None:
+        """Assert that `event` never happened in records[since:until] (the whole window)."""
+        hits = self.events(event, since=since, until=until, where=where)
+        assert not hits, (
+            f"peer {self.name}: unexpected {event} in records[{since}:{until}]: {hits[:3]}\n"
+            + self.context()
+        )
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def connect(self, other: PeerHandle) -> Any:
+        return self.send("connect", addr=other.addr)
+
+    def status(self) -> Any:
+        return self.send("status")
+
+    def game(self, game_id: str) -> dict[str, Any] | None:
+        """This peer's own view of a local game, or None when it has no such root."""
+        for game in self.status()["local_games"]:
+            if game["game_id"] == game_id:
+                return dict(game)
+        return None
+
+    def list_games(self) -> dict[str, dict[str, Any]]:
+        rows = self.send("list-games")
+        ids = [r["game_id"] for r in rows]
+        assert len(ids) == len(set(ids)), f"duplicate list-games rows: {ids}"
+        return {r["game_id"]: r for r in rows}
+
+    def list_peers(self) -> list[dict[str, Any]]:
+        return list(self.send("list-peers"))
+
+    # -- process -------------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def restart(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Kill if running, then start again with the same state dir and games root."""
+        if not self.process.exited():
+            self.process.kill()
+        self.start(timeout=timeout)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def run(self, *argv: str) -> tuple[int, bytes]:
+        return self.process.run(list(argv))
+
+    def exists(self, rel: str) -> bool:
+        rc, _ = self.run("test", "-e", self.process.path(rel))
+        return rc == 0
+
+    def read(self, rel: str) -> bytes:
+        rc, out = self.run("cat", self.process.path(rel))
+        assert rc == 0, f"cannot read {rel} on {self.name}: {out[-300:]!r}"
+        return out
+
+    def files(self, game_id: str) -> list[str]:
+        """Every regular file under the game root, relative to it (including `local/`)."""
+        return sorted(self.manifest(game_id, skip=()).files)
+
+    def manifest(self, game_id: str, skip: tuple[str, ...] = NOT_TRANSFERRED) -> Manifest:
+        root = self.process.path(game_id)
+        rc, out = self.run("python3", "-c", remote_script(root, list(skip)))
+        assert rc == 0, f"manifest of {game_id} on {self.name} failed: {out[-500:]!r}"
+        return Manifest.from_scan(json.loads(out))

@@ -1,0 +1,183 @@
+"""`lanpeer`: a headless peer driven by JSON lines on stdin, reporting JSON lines on stdout.
+
+Logs (structlog, JSON) go to stderr; stdout carries only event/result/error records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+
+from peer.catalog import load_catalog
+from peer.commands import CommandError, parse_command
+from peer.errors import PeerError
+from peer.output import Output
+from peer.runtime import Peer
+from peer.settings import MIB, Settings
+
+MAX_LINE = 1024 * 1024
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lanpeer", description=__doc__)
+    p.add_argument("--games-dir", type=Path, required=True, help="games root to serve and fill")
+    p.add_argument("--state-dir", type=Path, required=True, help="identity and markers")
+    p.add_argument("--catalog", type=Path, help="catalog JSON (default: the bundled catalog)")
+    p.add_argument(
+        "--fixture",
+        action="append",
+        default=[],
+        metavar="GAME_ID",
+        help="seed a tiny archive game (repeatable)",
+    )
+    p.add_argument("--unrar", help="external unrar for real installs (default: fixture unpacker)")
+    p.add_argument(
+        "--listen",
+        default="0.0.0.0:0",
+        metavar="HOST[:PORT]",
+        help="address to listen on; port 0 (default) picks a free one",
+    )
+    p.add_argument("--chunk-size", type=_positive_int, default=32 * MIB, metavar="BYTES")
+    p.add_argument("--max-upload-rate", type=_positive_int, metavar="BYTES_PER_S")
+    p.add_argument("--ping-interval", type=_positive_float, default=2.0, metavar="S")
+    p.add_argument("--stale-timeout", type=_positive_float, default=8.0, metavar="S")
+    p.add_argument("--scan-interval", type=_positive_float, default=1.0, metavar="S")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    host, _, port = str(args.listen).rpartition(":")
+    if not host:
+        host, port = str(args.listen), "0"
+    if not port.isdigit() or int(port) > 65535:
+        raise PeerError("bad-address", f"--listen {args.listen!r}: expected HOST[:PORT]")
+    return Settings(
+        games_dir=args.games_dir,
+        state_dir=args.state_dir,
+        catalog=load_catalog(args.catalog),
+        listen_host=host,
+        listen_port=int(port),
+        unrar=args.unrar,
+        fixtures=tuple(args.fixture),
+        chunk_size=args.chunk_size,
+        max_upload_rate=args.max_upload_rate,
+        ping_interval=args.ping_interval,
+        stale_timeout=args.stale_timeout,
+        scan_interval=args.scan_interval,
+    )
+
+
+async def _run_one(peer: Peer, out: Output, line: str) -> None:
+    try:
+        cmd = parse_command(line)
+    except CommandError as exc:
+        out.error(exc.cmd, exc.request_id, exc.code, exc.message)
+        return
+    try:
+        data = await peer.run_command(cmd)
+    except PeerError as exc:
+        out.error(cmd.name, cmd.request_id, exc.code, exc.message)
+        return
+    except Exception as exc:  # the peer must keep serving whatever one command does
+        structlog.get_logger("cli").exception("command crashed", cmd=cmd.name)
+        out.error(cmd.name, cmd.request_id, "internal", f"{type(exc).__name__}: {exc}")
+        return
+    out.result(cmd.name, cmd.request_id, data)
+
+
+async def serve_stdin(peer: Peer, out: Output) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while not peer.stopping.is_set():
+        try:
+            raw = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            raw = exc.partial
+            if not raw:
+                break  # EOF: whoever drove us is gone
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)
+            while True:  # drop the rest of the oversized line
+                try:
+                    await reader.readuntil(b"\n")
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await reader.readexactly(more.consumed)
+            out.error(None, None, "line-too-long", f"command lines are limited to {MAX_LINE} bytes")
+            continue
+        line = raw.decode("utf-8", errors="replace").strip()
+        if line:
+            peer.spawn(_run_one(peer, out, line), "command")
+
+
+async def amain(settings: Settings, out: Output) -> int:
+    peer = Peer(settings, out)
+    await peer.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: peer.spawn(peer.shutdown(), "signal"))
+    stdin_task = asyncio.create_task(serve_stdin(peer, out))
+    stop_task = asyncio.create_task(peer.stopping.wait())
+    done, _ = await asyncio.wait({stdin_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    if stdin_task in done and not peer.stopping.is_set():
+        await peer.shutdown()
+    stdin_task.cancel()
+    out.event("cli-stopped", peer_id=peer.peer_id)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    out = Output()
+    out.event("cli-started", argv=sys.argv[1:] if argv is None else argv)
+    try:
+        settings = settings_from_args(args)
+        return asyncio.run(amain(settings, out))
+    except PeerError as exc:
+        out.error(None, None, exc.code, exc.message)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

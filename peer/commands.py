@@ -1,0 +1,106 @@
+"""Parsing one stdin line into a validated command (pure; no I/O).
+
+Unknown fields are refused rather than ignored: a typo such as `"instal": false` must not
+silently start an install the user tried to turn off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from peer.errors import PeerError
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: type
+    default: Any = None
+    required: bool = True
+
+
+def _opt(kind: type, default: Any) -> Field:
+    return Field(kind, default, required=False)
+
+
+SPECS: dict[str, dict[str, Field]] = {
+    "status": {},
+    "list-peers": {},
+    "list-games": {},
+    "connect": {"addr": Field(str)},
+    "set-game-dir": {"path": Field(str)},
+    "download": {"game_id": Field(str), "install": _opt(bool, True)},
+    "install": {"game_id": Field(str)},
+    "uninstall": {"game_id": Field(str)},
+    "wait-peers": {"count": _opt(int, 1), "timeout_s": _opt(float, 30.0)},
+    "shutdown": {},
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    request_id: Any
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+class CommandError(PeerError):
+    """A refused line; carries whatever `cmd` and `id` could be read, to echo them back."""
+
+    def __init__(self, code: str, message: str, cmd: str | None = None, request_id: Any = None):
+        super().__init__(code, message)
+        self.cmd = cmd
+        self.request_id = request_id
+
+
+def _check(name: str, value: Any, spec: Field, cmd: str, request_id: Any) -> Any:
+    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, spec.kind) and not (spec.kind is not bool and isinstance(value, bool))
+    if spec.kind is float and ok and not math.isfinite(value):
+        ok = False
+    if not ok:
+        raise CommandError(
+            "bad-field",
+            f"field {name!r} of {cmd} must be {spec.kind.__name__}, got {type(value).__name__}",
+            cmd,
+            request_id,
+        )
+    return value
+
+
+def parse_command(line: str) -> Command:
+    try:
+        raw = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CommandError("bad-json", f"line is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CommandError("bad-command", "a command must be a JSON object")
+    request_id = raw.get("id")
+    if request_id is not None and not isinstance(request_id, str | int):
+        raise CommandError("bad-field", "field 'id' must be a string or an integer")
+    if isinstance(request_id, bool):
+        raise CommandError("bad-field", "field 'id' must be a string or an integer")
+    name = raw.get("cmd")
+    if not isinstance(name, str):
+        raise CommandError("bad-command", "missing string field 'cmd'", None, request_id)
+    spec = SPECS.get(name)
+    if spec is None:
+        known = ", ".join(sorted(SPECS))
+        raise CommandError(
+            "unknown-command", f"unknown command {name!r}; known: {known}", name, request_id
+        )
+    extra = sorted(set(raw) - set(spec) - {"cmd", "id"})
+    if extra:
+        raise CommandError("unknown-field", f"{name} does not take {extra}", name, request_id)
+    args: dict[str, Any] = {}
+    for key, fspec in spec.items():
+        if key not in raw or raw[key] is None:
+            if fspec.required:
+                raise CommandError("missing-field", f"{name} needs field {key!r}", name, request_id)
+            args[key] = fspec.default
+        else:
+            args[key] = _check(key, raw[key], fspec, name, request_id)
+    return Command(name, request_id, args)

@@ -1,0 +1,84 @@
+"""Install and uninstall as filesystem transactions.
+
+Install extracts into `.local.installing/` and only a rename makes it `local/`, so a crash or an
+unpack error never leaves a half-filled `local/` that looks installed. An update parks the old
+`local/` in `.local.backup/` and puts it back if the promote fails. Uninstall renames `local/`
+away first, so it is gone atomically, then deletes it; the downloaded root files stay.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from peer.errors import PeerError
+from peer.library import root_archives
+from peer.paths import BACKUP_DIR, LOCAL_DIR, OWNED_MARKER, SENTINEL, STAGING_DIR
+from peer.unpack import Unpacker
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def install_game(root: Path, unpacker: Unpacker) -> None:
+    """(Re)create `local/` from the root's current archives."""
+    if not (root / SENTINEL).is_file():
+        raise PeerError("not-downloaded", f"game {root.name} is not downloaded")
+    staging, local, backup = root / STAGING_DIR, root / LOCAL_DIR, root / BACKUP_DIR
+    _remove_tree(staging)
+    staging.mkdir()
+    (staging / OWNED_MARKER).touch()
+    try:
+        unpacker.unpack(root_archives(root), staging)
+        (staging / OWNED_MARKER).unlink()
+        if local.exists():
+            _remove_tree(backup)
+            os.rename(local, backup)
+        try:
+            os.rename(staging, local)
+        except OSError:
+            if backup.exists() and not local.exists():
+                os.rename(backup, local)
+            raise
+        _remove_tree(backup)
+    except OSError as exc:
+        _remove_tree(staging)
+        raise PeerError("install-failed", f"install of {root.name} failed: {exc}") from exc
+    except PeerError:
+        _remove_tree(staging)
+        raise
+
+
+def uninstall_game(root: Path) -> None:
+    """Remove `local/`, keeping the downloaded root files for a later reinstall (S6, S32)."""
+    local, backup = root / LOCAL_DIR, root / BACKUP_DIR
+    if not local.is_dir():
+        raise PeerError("not-installed", f"game {root.name} is not installed")
+    try:
+        _remove_tree(backup)
+        os.rename(local, backup)
+        _remove_tree(backup)
+    except OSError as exc:
+        raise PeerError("uninstall-failed", f"uninstall of {root.name} failed: {exc}") from exc
+
+
+def recover(root: Path) -> None:
+    """Finish or undo a transaction a crash interrupted, judged from the filesystem alone.
+
+    Staging is always discarded (the archives are still there to retry). A backup with no
+    `local/` means the crash hit between the two renames of an update: restore it. A backup next
+    to a `local/` is the leftover of a finished update or uninstall: delete it.
+    """
+    staging, local, backup = root / STAGING_DIR, root / LOCAL_DIR, root / BACKUP_DIR
+    if staging.exists():
+        _remove_tree(staging)
+    if backup.exists():
+        if local.exists():
+            _remove_tree(backup)
+        else:
+            os.rename(backup, local)

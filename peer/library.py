@@ -1,0 +1,119 @@
+"""Scanning a games root into per-game states.
+
+The filesystem is the source of truth: a root `version.ini` means downloaded, a `local/`
+directory means installed. Scanning is a pure read; the runtime decides when to rescan.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from peer.catalog import Catalog
+from peer.errors import PeerError
+from peer.paths import ARCHIVE_SUFFIX, LOCAL_DIR, SENTINEL, check_game_id
+
+READY = "Ready"
+LOCAL_ONLY = "LocalOnly"
+
+
+@dataclass(frozen=True)
+class GameState:
+    """What one game root holds, as shown to the user and (minus hidden games) to peers."""
+
+    game_id: str
+    version: str | None
+    downloaded: bool
+    installed: bool
+    availability: str
+    size: int
+    in_catalog: bool
+    catalog_version: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_sentinel(game_root: Path) -> str | None:
+    """The root `version.ini` content (stripped), or None when it is absent or unreadable."""
+    try:
+        text = (game_root / SENTINEL).read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except OSError:
+        return None
+    return text.strip()
+
+
+def root_archives(game_root: Path) -> list[Path]:
+    """Root-level `.eti` archives in the sorted order installs process them (S47)."""
+    try:
+        names = sorted(os.listdir(game_root))
+    except OSError:
+        return []
+    return [
+        game_root / n for n in names if n.endswith(ARCHIVE_SUFFIX) and (game_root / n).is_file()
+    ]
+
+
+def _root_size(game_root: Path) -> int:
+    total = 0
+    try:
+        entries = list(os.scandir(game_root))
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name == LOCAL_DIR or entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
+
+
+def scan_game(games_dir: Path, game_id: str, catalog: Catalog) -> GameState | None:
+    """The state of one game root, or None when the directory holds no game yet.
+
+    A root with neither a sentinel nor `local/` (an empty dir, or the leftovers of a failed
+    download) is not a game: it must never look complete.
+    """
+    root = games_dir / game_id
+    if not root.is_dir() or root.is_symlink():
+        return None
+    version = read_sentinel(root)
+    downloaded = version is not None
+    installed = (root / LOCAL_DIR).is_dir()
+    if not downloaded and not installed:
+        return None
+    return GameState(
+        game_id=game_id,
+        version=version,
+        downloaded=downloaded,
+        installed=installed,
+        availability=READY if downloaded else LOCAL_ONLY,
+        size=_root_size(root) if downloaded else 0,
+        in_catalog=game_id in catalog,
+        catalog_version=catalog.get(game_id),
+    )
+
+
+def scan_library(games_dir: Path, catalog: Catalog) -> dict[str, GameState]:
+    """Every game under `games_dir`, keyed by game ID; names that are not game IDs are skipped."""
+    games: dict[str, GameState] = {}
+    try:
+        names = sorted(os.listdir(games_dir))
+    except OSError:
+        return games
+    for name in names:
+        try:
+            check_game_id(name)
+        except PeerError:
+            continue
+        state = scan_game(games_dir, name, catalog)
+        if state is not None:
+            games[name] = state
+    return games

@@ -1,0 +1,55 @@
+"""Name and path rules that keep every file operation inside the games root.
+
+Every name that arrives from stdin or from a remote peer passes through here before it touches
+the filesystem.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from peer.errors import PeerError
+
+SENTINEL = "version.ini"
+SENTINEL_TMP = ".version.ini.tmp"
+LOCAL_DIR = "local"
+STAGING_DIR = ".local.installing"
+BACKUP_DIR = ".local.backup"
+OWNED_MARKER = ".lanspread_owned"
+ARCHIVE_SUFFIX = ".eti"
+
+# Names inside a game root that belong to the peer's own bookkeeping and are never transferred.
+RESERVED_ROOT_NAMES = frozenset(
+    {LOCAL_DIR, STAGING_DIR, BACKUP_DIR, SENTINEL_TMP, ".lanspread.json", ".lanspread"}
+)
+
+_GAME_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def check_game_id(game_id: object) -> str:
+    """A game ID is one lowercase path component: never `.`, `..`, a slash or empty."""
+    if not isinstance(game_id, str) or not _GAME_ID.match(game_id) or game_id in {".", ".."}:
+        raise PeerError("bad-game-id", f"invalid game id {game_id!r}")
+    if ".." in game_id:
+        raise PeerError("bad-game-id", f"invalid game id {game_id!r}")
+    return game_id
+
+
+def check_relative_path(path: object) -> str:
+    """Validate a file path inside a game root as sent on the wire (POSIX, relative).
+
+    Refuses absolute paths, `..`, empty or `.` components, backslashes, NUL, and anything under
+    the reserved names (`local/`, staging, backup), so a remote peer can neither read nor write
+    outside the transferable part of a game root.
+    """
+    if not isinstance(path, str) or not path or len(path) > 4096:
+        raise PeerError("bad-path", f"invalid path {path!r}")
+    if "\\" in path or "\x00" in path or path.startswith("/"):
+        raise PeerError("bad-path", f"invalid path {path!r}")
+    parts = path.split("/")
+    if any(part in {"", ".", ".."} for part in parts):
+        raise PeerError("bad-path", f"invalid path {path!r}")
+    if parts[0] in RESERVED_ROOT_NAMES:
+        raise PeerError("bad-path", f"path {path!r} is reserved and never transferred")
+    return str(PurePosixPath(path))

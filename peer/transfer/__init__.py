@@ -1,0 +1,1 @@
+"""Moving game roots between peers: planning (pure), serving and fetching."""

@@ -1,0 +1,307 @@
+"""Fetching a game root from several peers at once.
+
+The plan (who fetches what) comes from `transfer.plan`; this module only moves bytes: it asks
+every source for its descriptors, writes verified chunks at their offsets, and commits the root
+`version.ini` last, by atomic rename, so an interrupted download never looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from peer.errors import PeerError
+from peer.paths import SENTINEL, SENTINEL_TMP
+from peer.transfer.plan import Chunk, Scheduler, chunks_of, validate_descriptors
+from peer.transport import fetch_chunk, fsync_path
+from peer.wire import FileDescriptor, Message, parse_file_list, raise_for_error
+
+MIB = 1024 * 1024
+
+
+class LocalWriteError(Exception):
+    """Writing to our own disk failed (ENOSPC, EIO): no source is to blame, abort the download.
+
+    Deliberately not an OSError, so the transport does not mistake it for a dead source.
+    """
+
+
+@dataclass(frozen=True)
+class Source:
+    peer_id: str
+    addr: str
+    host: str
+    data_port: int
+    data_token: str
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    depth: int
+    idle_timeout: float
+    progress_interval: float
+
+
+class FetchContext(Protocol):
+    def emit(self, event: str, **fields: Any) -> None: ...
+
+    async def request_peer(self, peer_id: str, message: Message) -> Message: ...
+
+
+def _target(root: Path, rel: str) -> Path:
+    """Where a descriptor path is written; the sentinel is staged under a temporary name."""
+    target = root / (SENTINEL_TMP if rel == SENTINEL else rel)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([os.path.realpath(target.parent), real_root]) != real_root:
+        raise PeerError("bad-path", f"path {rel!r} would leave the game root")
+    return target
+
+
+async def _collect_offers(
+    ctx: FetchContext, game_id: str, sources: list[Source]
+) -> dict[str, tuple[FileDescriptor, ...]]:
+    async def ask(source: Source) -> tuple[FileDescriptor, ...] | None:
+        try:
+            reply = await ctx.request_peer(source.peer_id, {"type": "get-game", "game_id": game_id})
+            return parse_file_list(raise_for_error(reply, "game-files").get("files"))
+        except PeerError as exc:
+            ctx.emit(
+                "download-source-skipped",
+                game_id=game_id,
+                peer_id=source.peer_id,
+                peer_addr=source.addr,
+                code=exc.code,
+                reason=exc.message,
+            )
+            return None
+
+    answers = await asyncio.gather(*(ask(s) for s in sources))
+    return {s.peer_id: a for s, a in zip(sources, answers, strict=True) if a is not None}
+
+
+def _prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
+    """Un-commit any old sentinel, then create every file at its final size."""
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in (root / SENTINEL, root / SENTINEL_TMP):
+        if stale.exists() or stale.is_symlink():
+            stale.unlink()
+    for f in files:
+        target = _target(root, f.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.is_dir():
+            raise PeerError("bad-path", f"{f.path} exists here and is not a regular file")
+        with open(target, "ab") as handle:
+            handle.truncate(f.size)
+
+
+class _Download:
+    def __init__(
+        self,
+        ctx: FetchContext,
+        settings: FetchSettings,
+        root: Path,
+        game_id: str,
+        files: tuple[FileDescriptor, ...],
+        sources: dict[str, Source],
+    ) -> None:
+        self.ctx, self.settings, self.root, self.game_id = ctx, settings, root, game_id
+        self.files = files
+        self.sources = sources
+        self.total_bytes = sum(f.size for f in files)
+        self.done_bytes = 0
+        self.per_source: dict[str, int] = dict.fromkeys(sources, 0)
+        self.fds: dict[str, int] = {}
+        self.changed = asyncio.Event()
+
+    def fd(self, rel: str) -> int:
+        if rel not in self.fds:
+            self.fds[rel] = os.open(_target(self.root, rel), os.O_WRONLY)
+        return self.fds[rel]
+
+    async def fetch_one(self, chunk: Chunk, source: Source) -> None:
+        fd = self.fd(chunk.path)
+        hasher = hashlib.sha256()
+
+        def write(rel_offset: int, data: bytes) -> None:
+            if rel_offset + len(data) > chunk.length:
+                raise PeerError("bad-chunk", "source sent more bytes than asked")
+            try:
+                os.pwrite(fd, data, chunk.offset + rel_offset)
+            except OSError as exc:
+                raise LocalWriteError(f"{chunk.path}: {exc}") from exc
+            hasher.update(data)
+
+        request = {
+            "token": source.data_token,
+            "game_id": self.game_id,
+            "path": chunk.path,
+            "offset": chunk.offset,
+            "length": chunk.length,
+        }
+        got = await fetch_chunk(
+            source.host, source.data_port, request, write, self.settings.idle_timeout
+        )
+        if got != chunk.length or hasher.hexdigest() != chunk.sha256:
+            raise PeerError(
+                "bad-chunk",
+                f"{chunk.path}@{chunk.offset}: bytes do not match the validated SHA-256",
+            )
+
+    async def worker(self, sched: Scheduler, source: Source) -> None:
+        while not sched.finished:
+            chunk = sched.next_for(source.peer_id)
+            if chunk is None:
+                if source.peer_id in sched.dead or sched.stranded:
+                    return
+                self.changed.clear()
+                await self.changed.wait()
+                continue
+            try:
+                await self.fetch_one(chunk, source)
+            except PeerError as exc:
+                sched.failed(chunk, source.peer_id)
+                self.ctx.emit(
+                    "download-chunk-failed",
+                    game_id=self.game_id,
+                    peer_id=source.peer_id,
+                    peer_addr=source.addr,
+                    path=chunk.path,
+                    offset=chunk.offset,
+                    code=exc.code,
+                    reason=exc.message,
+                )
+                if exc.code == "bad-chunk":
+                    self.ctx.emit(
+                        "download-source-excluded",
+                        game_id=self.game_id,
+                        peer_id=source.peer_id,
+                        peer_addr=source.addr,
+                        reason=exc.message,
+                    )
+                self.changed.set()
+                return
+            sched.succeeded(chunk)
+            self.done_bytes += chunk.length
+            self.per_source[source.peer_id] += chunk.length
+            self.ctx.emit(
+                "download-chunk-finished",
+                game_id=self.game_id,
+                peer_id=source.peer_id,
+                peer_addr=source.addr,
+                path=chunk.path,
+                offset=chunk.offset,
+                bytes=chunk.length,
+            )
+            self.changed.set()
+
+    async def progress(self, started: float) -> None:
+        while True:
+            await asyncio.sleep(self.settings.progress_interval)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            self.ctx.emit(
+                "download-progress",
+                game_id=self.game_id,
+                downloaded_bytes=self.done_bytes,
+                total_bytes=self.total_bytes,
+                bytes_per_second=int(self.done_bytes / elapsed),
+            )
+
+    async def run(self, chunks: list[Chunk]) -> None:
+        sched = Scheduler.plan(chunks, tuple(self.sources))
+        workers = [
+            asyncio.create_task(self.worker(sched, source))
+            for source in self.sources.values()
+            for _ in range(self.settings.depth)
+        ]
+        try:
+            # A worker raising (e.g. ENOSPC while writing) aborts the whole download.
+            for finished in asyncio.as_completed(workers):
+                await finished
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            for fd in self.fds.values():
+                os.close(fd)
+            self.fds.clear()
+        if not sched.finished:
+            raise PeerError(
+                "sources-lost",
+                f"download of {self.game_id} lost every source with "
+                f"{sched.total - len(sched.done)} chunk(s) left",
+            )
+
+
+async def download_game(
+    ctx: FetchContext,
+    settings: FetchSettings,
+    games_dir: Path,
+    game_id: str,
+    version: str,
+    sources: list[Source],
+) -> dict[str, Any]:
+    """Download `game_id` into `games_dir`; returns the figures for `download-finished`."""
+    offers = await _collect_offers(ctx, game_id, sources)
+    validated = validate_descriptors(game_id, offers)
+    if SENTINEL not in {f.path for f in validated.files}:
+        raise PeerError("bad-metadata", f"the sources' file list of {game_id} has no {SENTINEL}")
+    by_id = {s.peer_id: s for s in sources if s.peer_id in validated.sources}
+    ctx.emit(
+        "got-game-files",
+        game_id=game_id,
+        version=version,
+        files=[{"path": f.path, "size": f.size} for f in validated.files],
+        sources=[{"peer_id": s.peer_id, "peer_addr": s.addr} for s in by_id.values()],
+        rejected_sources=list(validated.rejected),
+    )
+    root = games_dir / game_id
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, _prepare_root, root, validated.files)
+    except OSError as exc:
+        raise PeerError("write-failed", f"cannot prepare {game_id}: {exc}") from exc
+    download = _Download(ctx, settings, root, game_id, validated.files, by_id)
+    chunks = chunks_of(validated.files)
+    ctx.emit(
+        "download-begin",
+        game_id=game_id,
+        total_bytes=download.total_bytes,
+        files=len(validated.files),
+        chunks=len(chunks),
+        sources=[s.addr for s in by_id.values()],
+    )
+    started = time.monotonic()
+    progress = asyncio.create_task(download.progress(started))
+    try:
+        await download.run(chunks)
+        await loop.run_in_executor(None, _commit, root, validated.files)
+    except (OSError, LocalWriteError) as exc:
+        raise PeerError("write-failed", f"cannot write {game_id}: {exc}") from exc
+    finally:
+        progress.cancel()
+    duration = max(time.monotonic() - started, 1e-6)
+    mib_per_s = download.total_bytes / MIB / duration
+    return {
+        "bytes": download.total_bytes,
+        "duration_ms": round(duration * 1000, 3),
+        "mib_per_s": round(mib_per_s, 3),
+        "mbit_per_s": round(mib_per_s * 8.388608, 3),
+        "chunks": len(chunks),
+        "bytes_per_source": {by_id[p].addr: n for p, n in download.per_source.items()},
+    }
+
+
+def _commit(root: Path, files: tuple[FileDescriptor, ...]) -> None:
+    """Make the data durable, then publish the sentinel: the download's commit point."""
+    for f in files:
+        if f.path != SENTINEL:
+            fsync_path(_target(root, f.path))
+    tmp = root / SENTINEL_TMP
+    fsync_path(tmp)
+    os.replace(tmp, root / SENTINEL)
+    fsync_path(root)

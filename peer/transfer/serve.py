@@ -1,0 +1,113 @@
+"""The serving side: which requests a peer may answer, and the descriptors it answers with.
+
+`check_serve_gates` is the single place that decides whether a game root may leave this peer
+(S12): catalog ID, committed sentinel, catalog version, no active operation, and a path that
+stays inside the transferable part of the root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peer.catalog import Catalog
+from peer.errors import PeerError
+from peer.library import read_sentinel
+from peer.paths import RESERVED_ROOT_NAMES, check_game_id, check_relative_path
+from peer.wire import FileDescriptor, chunk_count
+
+HASH_BLOCK = 1024 * 1024
+
+
+def check_serve_gates(
+    games_dir: Path,
+    catalog: Catalog,
+    active_games: set[str] | frozenset[str],
+    game_id: object,
+    path: object = None,
+) -> Path:
+    """Return the game root if `game_id` (and `path`, when given) may be served, else refuse."""
+    gid = check_game_id(game_id)
+    if gid not in catalog:
+        raise PeerError("not-servable", f"game {gid} is not in this peer's catalog")
+    if gid in active_games:
+        raise PeerError("not-servable", f"game {gid} has an operation in progress")
+    root = games_dir / gid
+    version = read_sentinel(root)
+    if version is None:
+        raise PeerError("not-servable", f"game {gid} is not downloaded here")
+    if version != catalog[gid]:
+        raise PeerError(
+            "not-servable", f"game {gid} is version {version}, catalog wants {catalog[gid]}"
+        )
+    if path is not None:
+        rel = check_relative_path(path)
+        target = root / rel
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([os.path.realpath(target), real_root]) != real_root:
+            raise PeerError("bad-path", f"path {rel!r} leaves the game root")
+        if not target.is_file():
+            raise PeerError("not-servable", f"{gid}/{rel} is not a file here")
+    return root
+
+
+def transferable_files(root: Path) -> list[str]:
+    """Relative POSIX paths of every regular file a receiver needs, skipping reserved names."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in RESERVED_ROOT_NAMES]
+            filenames = [f for f in filenames if f not in RESERVED_ROOT_NAMES]
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+                found.append(rel)
+    return sorted(found)
+
+
+def hash_chunks(path: Path, chunk_size: int) -> tuple[str, ...]:
+    """SHA-256 of each `chunk_size` slice of the file, read in 1 MiB blocks (flat memory)."""
+    digests: list[str] = []
+    with open(path, "rb") as f:
+        while True:
+            h = hashlib.sha256()
+            remaining = chunk_size
+            while remaining:
+                block = f.read(min(HASH_BLOCK, remaining))
+                if not block:
+                    break
+                h.update(block)
+                remaining -= len(block)
+            if remaining == chunk_size and digests:
+                break
+            digests.append(h.hexdigest())
+            if remaining:
+                break
+    return tuple(digests)
+
+
+@dataclass
+class DescriptorCache:
+    """Hashes of served files, keyed by (path, size, mtime) so each file is hashed once."""
+
+    chunk_size: int
+    _cache: dict[tuple[str, int, int], tuple[str, ...]] = field(default_factory=dict)
+
+    def describe(self, root: Path) -> tuple[FileDescriptor, ...]:
+        files = []
+        for rel in transferable_files(root):
+            full = root / rel
+            st = full.stat()
+            key = (str(full), st.st_size, st.st_mtime_ns)
+            chunks = self._cache.get(key)
+            if chunks is None:
+                chunks = hash_chunks(full, self.chunk_size)
+                self._cache[key] = chunks
+            assert len(chunks) == chunk_count(st.st_size, self.chunk_size)
+            files.append(FileDescriptor(rel, st.st_size, self.chunk_size, chunks))
+        return tuple(files)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs everything lanpeer's lab needs on a fresh Debian bookworm machine with Docker Engine:
+# host packages (rar/unrar from non-free, mmdebstrap for the base image) and the project
+# virtualenv. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+command -v rar >/dev/null || need_apt+=(rar)
+command -v unrar >/dev/null || need_apt+=(unrar)
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  # rar and unrar live in Debian's non-free component; the stock sources list only main.
+  src=/etc/apt/sources.list.d/lanpeer-non-free.sources
+  if [ ! -e "$src" ]; then
+    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    uri=${uri:-http://deb.debian.org/debian}
+    log "enabling non-free from $uri"
+    as_root tee "$src" >/dev/null <<SRC
+Types: deb
+URIs: $uri
+Suites: bookworm
+Components: non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  fi
+  log "apt-get install ${need_apt[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$py" -m venv .venv
+fi
+stamp=.venv/.lanpeer-deps
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing lanpeer and its test extras into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  echo "$want" >"$stamp"
+fi
+log "ready"
