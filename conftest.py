@@ -11,14 +11,14 @@ import os
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from harness.backends.base import Backend  # noqa: E402
-from harness.lab import Lab  # noqa: E402
+from harness.backends.base import Backend
+from harness.lab import Lab
 
 ROOT = Path(__file__).parent
 TIMELINES = ROOT / "artifacts" / "timelines"

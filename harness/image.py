@@ -50,8 +50,9 @@ VARIANT = "apt"
 COMPONENTS = ("main", "non-free")
 PACKAGES = ("python3", "python3-venv", "unrar", "ca-certificates", "iproute2", "procps")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-# An imported image has no ENV at all; PATH must be set here or the peer Dockerfile's
-# `ENV PATH=/opt/venv/bin:$PATH` would expand $PATH to nothing.
+BOOKWORM_PYTHON = (3, 11)  # the host builds the wheels, so its Python must match this
+# An imported image has no ENV at all. The builder and runtime fall back to the default PATH
+# (checked on Engine 20.10), but Config.Env is what people and tools inspect, so say it.
 BASE_CHANGES = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "ENV LANG=C.UTF-8",
@@ -246,7 +247,11 @@ def _peer_inputs(root: Path) -> list[tuple[str, bytes]]:
     peer = root / "peer"
     for path in sorted(peer.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            parts.append((path.relative_to(root).as_posix(), path.read_bytes()))
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # deleted by an editor's save-and-rename just now
+                continue
+            parts.append((path.relative_to(root).as_posix(), data))
     return parts
 
 
@@ -307,6 +312,12 @@ def _deps_wheelhouse(src: Path, progress: Progress) -> Path:
             ("python", f"{sys.implementation.cache_tag}-{sys.platform}".encode()),
         ]
     )
+    if sys.version_info[:2] != BOOKWORM_PYTHON:
+        # Compiled wheels (cryptography, zeroconf, ...) would not match the image's Python.
+        raise RuntimeError(
+            f"the peer image runs Python {BOOKWORM_PYTHON[0]}.{BOOKWORM_PYTHON[1]} (bookworm); "
+            f"build it from a 3.11 interpreter such as .venv/bin/python, not {sys.executable}"
+        )
     deps = WHEEL_CACHE / f"deps-{key}"
     if deps.is_dir():
         progress(f"using cached dependency wheels {deps.relative_to(ROOT)}")
@@ -404,7 +415,7 @@ def ensure_peer_image(client: docker.DockerClient, progress: Progress = _stderr_
         progress(f"{tag} is up to date ({time.monotonic() - start:.2f}s)")
         return tag
     lock = FileLock(str(LOCK_PATH), timeout=LOCK_TIMEOUT_S)
-    progress(f"{tag} missing; waiting for the build lock {LOCK_PATH}")
+    progress(f"{tag} missing; taking the build lock {LOCK_PATH}")
     with lock:
         base = _ensure_base(client, progress)
         src = PEER_BUILD / "src"

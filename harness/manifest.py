@@ -30,7 +30,7 @@ def scan_manifest(root: str, skip: list[str]) -> dict[str, list[object]]:
                 continue
             digest = hashlib.sha256()
             with open(full, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
+                while block := f.read(1 << 20):
                     digest.update(block)
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
             result[rel.replace(os.sep, "/")] = [os.path.getsize(full), digest.hexdigest()]

@@ -25,8 +25,9 @@ DEFAULT_TIMEOUT = 60.0
 
 class PeerCommandError(AssertionError):
     def __init__(self, record: Record, context: str) -> None:
-        super().__init__(f"{record.get('cmd')} failed: {record.get('code')}: "
-                         f"{record.get('message')}\n{context}")
+        super().__init__(
+            f"{record.get('cmd')} failed: {record.get('code')}: {record.get('message')}\n{context}"
+        )
         self.record = record
         self.code = str(record.get("code"))
 
@@ -149,18 +150,22 @@ class PeerHandle:
 
     # -- events --------------------------------------------------------------------------------
 
-    def events(self, name: str | None = None, since: int = 0, until: int | None = None,
-               where: Where = None) -> list[Record]:
+    def events(
+        self, name: str | None = None, since: int = 0, until: int | None = None, where: Where = None
+    ) -> list[Record]:
         with self._cond:
             window = self.records[since:until]
         return [
-            r for r in window
-            if r.get("type") == "event" and (name is None or r.get("event") == name)
+            r
+            for r in window
+            if r.get("type") == "event"
+            and (name is None or r.get("event") == name)
             and _matches(r, where)
         ]
 
-    def expect(self, event: str, where: Where = None, since: int = 0,
-               timeout: float = DEFAULT_TIMEOUT) -> Record:
+    def expect(
+        self, event: str, where: Where = None, since: int = 0, timeout: float = DEFAULT_TIMEOUT
+    ) -> Record:
         """Wait for an event named `event` (matching `where`) at or after cursor `since`."""
 
         def find() -> Record | None:
@@ -171,8 +176,9 @@ class PeerHandle:
 
         return self._wait_for(find, f"event {event} where {where}", timeout)
 
-    def expect_sequence(self, *events: str, where: Where = None, since: int = 0,
-                        timeout: float = DEFAULT_TIMEOUT) -> list[Record]:
+    def expect_sequence(
+        self, *events: str, where: Where = None, since: int = 0, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[Record]:
         """Wait for `events` to appear in this order (other events may come between)."""
         found = []
         cursor = since
@@ -182,8 +188,13 @@ class PeerHandle:
             cursor = self.records.index(record) + 1
         return found
 
-    def expect_one_of(self, names: tuple[str, ...], where: Where = None, since: int = 0,
-                      timeout: float = DEFAULT_TIMEOUT) -> Record:
+    def expect_one_of(
+        self,
+        names: tuple[str, ...],
+        where: Where = None,
+        since: int = 0,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Record:
         def find() -> Record | None:
             for r in self.records[since:]:
                 if r.get("type") == "event" and r.get("event") in names and _matches(r, where):
@@ -196,8 +207,9 @@ class PeerHandle:
         with self._cond:
             return next(i for i, r in enumerate(self.records) if r is record)
 
-    def assert_no_event(self, event: str, since: int = 0, until: int | None = None,
-                        where: Where = None) -> None:
+    def assert_no_event(
+        self, event: str, since: int = 0, until: int | None = None, where: Where = None
+    ) -> None:
         """Assert that `event` never happened in records[since:until] (the whole window)."""
         hits = self.events(event, since=since, until=until, where=where)
         assert not hits, (

@@ -34,9 +34,7 @@ class RunLog:
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def add(self, report: pytest.TestReport) -> None:
-        scenario = next(
-            (str(v) for k, v in report.user_properties if k == "scenario"), None
-        )
+        scenario = next((str(v) for k, v in report.user_properties if k == "scenario"), None)
         if scenario is None:
             return
         entry = self.entries.setdefault(scenario, Entry())
@@ -50,9 +48,11 @@ class RunLog:
                 entry.reason = str(report.longrepr[2])
         elif report.failed:
             entry.outcome = "failed" if report.when == "call" else f"error ({report.when})"
-            entry.reason = str(report.longreprtext).strip().splitlines()[-1][:200] if (
-                report.longreprtext
-            ) else ""
+            entry.reason = (
+                str(report.longreprtext).strip().splitlines()[-1][:200]
+                if (report.longreprtext)
+                else ""
+            )
 
     def render(self, backend: str, workers: str) -> str:
         commit = _git("rev-parse", "--short", "HEAD") or "uncommitted"
@@ -94,8 +94,11 @@ def _git(*args: str) -> str:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lanpeer run log")
-    group.addoption("--runlog", default="RUNLOG.md",
-                    help="file to append the run entry to, relative to the rootdir ('' = off)")
+    group.addoption(
+        "--runlog",
+        default="RUNLOG.md",
+        help="file to append the run entry to, relative to the rootdir ('' = off)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -132,8 +135,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     path = log.rootdir / str(config.getoption("runlog"))
     if not path.exists():
-        path.write_text("# lanpeer run log\n\nOne entry per matrix run, appended by "
-                        "`harness/runlog.py`. Newest last.\n\n")
+        path.write_text(
+            "# lanpeer run log\n\nOne entry per matrix run, appended by "
+            "`harness/runlog.py`. Newest last.\n\n"
+        )
     backend = os.environ.get("LANPEER_BACKEND_CHOSEN", "?")
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or str(
         getattr(config.option, "numprocesses", None) or 1

@@ -23,7 +23,9 @@ def test_s01_startup_scan(lab: Lab) -> None:
         game = alpha.game(game_id)
         assert game is not None
         assert (game["downloaded"], game["installed"], game["availability"]) == (
-            True, False, "Ready",
+            True,
+            False,
+            "Ready",
         ), game
         assert scanned[game_id] == game
         assert game["version"] == game["catalog_version"], "fixtures carry catalog versions"

@@ -15,8 +15,11 @@ def test_s04_single_source_download_no_install(lab: Lab) -> None:
     start = client.mark()
     client.send("download", game_id="bfbc2", install=False)
     client.expect_sequence(
-        "got-game-files", "download-begin", "download-finished",
-        where={"game_id": "bfbc2"}, since=start,
+        "got-game-files",
+        "download-begin",
+        "download-finished",
+        where={"game_id": "bfbc2"},
+        since=start,
     )
     end = client.mark()
     client.assert_no_event("download-failed", since=start, until=end)

@@ -15,8 +15,12 @@ def test_s05_auto_install_download(lab: Lab) -> None:
     start = client.mark()
     client.send("download", game_id="cnctw")  # install defaults to true
     client.expect_sequence(
-        "download-begin", "download-finished", "install-begin", "install-finished",
-        where={"game_id": "cnctw"}, since=start,
+        "download-begin",
+        "download-finished",
+        "install-begin",
+        "install-finished",
+        where={"game_id": "cnctw"},
+        since=start,
     )
     client.assert_no_event("download-failed", since=start)
     client.assert_no_event("install-failed", since=start)

@@ -17,8 +17,9 @@ def test_s13_exact_transferred_file_equality(lab: Lab, figure) -> None:  # type:
     for game_id, source in (("bfbc2", bravo), ("alienswarm", alpha)):
         mark = client.mark()
         client.send("download", game_id=game_id, install=False)
-        done = client.expect("download-finished", where={"game_id": game_id}, since=mark,
-                             timeout=180)
+        done = client.expect(
+            "download-finished", where={"game_id": game_id}, since=mark, timeout=180
+        )
         client.assert_no_event("download-failed", since=mark)
         expected = source.manifest(game_id)
         got = client.manifest(game_id)

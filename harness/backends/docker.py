@@ -12,6 +12,7 @@ sweeps the run at session finish and stale runs at session start.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -65,16 +66,12 @@ def _sweep(filters: dict[str, Any], older_than: dt.timedelta | None = None) -> N
 
     for c in client.containers.list(all=True, filters=filters):
         if old(c.attrs["Created"]):
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 c.remove(force=True, v=True)
-            except docker.errors.APIError:
-                pass
     for n in client.networks.list(filters=filters):
         if old(n.attrs["Created"]):
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 n.remove()
-            except docker.errors.APIError:
-                pass
     client.close()
 
 
@@ -88,8 +85,10 @@ def sweep_stale(current_run: str) -> None:
     runs = {
         c.labels.get("lanpeer.run")
         for c in client.containers.list(all=True, filters={"label": ["lanpeer.test=1"]})
-    } | {n.attrs["Labels"].get("lanpeer.run") for n in client.networks.list(
-        filters={"label": ["lanpeer.test=1"]})}
+    } | {
+        n.attrs["Labels"].get("lanpeer.run")
+        for n in client.networks.list(filters={"label": ["lanpeer.test=1"]})
+    }
     client.close()
     for run in runs - {current_run, None}:
         _sweep({"label": [f"lanpeer.run={run}"]}, older_than=STALE_AFTER)
@@ -105,9 +104,7 @@ def _register_worker_sweep(run_id: str) -> None:
         return
     _worker_sweep_registered = True
     worker = labels(run_id)["lanpeer.worker"]
-    atexit.register(
-        _sweep, {"label": [f"lanpeer.run={run_id}", f"lanpeer.worker={worker}"]}
-    )
+    atexit.register(_sweep, {"label": [f"lanpeer.run={run_id}", f"lanpeer.worker={worker}"]})
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -198,10 +195,8 @@ class DockerPeer:
         return bool(self.container.status != "running")
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             self.container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
 
     def run(self, argv: list[str]) -> tuple[int, bytes]:
         rc, out = self.container.exec_run(argv, demux=True)
@@ -240,10 +235,6 @@ class DockerBackend:
         for peer in self.peers:
             peer.stop()
         if self._network is not None:
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 self._network.remove()
-            except docker.errors.APIError:
-                pass
         self.client.close()
-
-

@@ -49,10 +49,15 @@ class LocalPeer:
 
     def start(self, sink: LineSink) -> None:
         argv = [
-            sys.executable, "-m", "peer",
-            "--games-dir", str(self.games),
-            "--state-dir", str(self.state),
-            "--listen", f"{self.host}:0",
+            sys.executable,
+            "-m",
+            "peer",
+            "--games-dir",
+            str(self.games),
+            "--state-dir",
+            str(self.state),
+            "--listen",
+            f"{self.host}:0",
             *self.spec.args,
         ]
         self.proc = subprocess.Popen(

@@ -1,0 +1,106 @@
+"""Library scanning and the install transaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from peer.errors import PeerError
+from peer.install import install_game, recover, uninstall_game
+from peer.library import scan_library
+from peer.unpack import FixtureUnpacker
+
+CATALOG = {"bfbc2": "20250201", "ggoo": "20260101"}
+
+
+def make_game(
+    games: Path, game_id: str, archives: dict[str, bytes], version: str = "20250201"
+) -> Path:
+    root = games / game_id
+    root.mkdir(parents=True)
+    for name, data in archives.items():
+        (root / name).write_bytes(data)
+    (root / "version.ini").write_text(version + "\n")
+    return root
+
+
+def test_scan_reports_ready_local_only_and_skips_partial(tmp_path: Path) -> None:
+    make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    (tmp_path / "ggoo" / "local").mkdir(parents=True)
+    (tmp_path / "cnc4").mkdir()
+    (tmp_path / "cnc4" / "cnc4.eti").write_bytes(b"partial download")
+    (tmp_path / "Not A Game").mkdir()
+    games = scan_library(tmp_path, CATALOG)
+    assert set(games) == {"bfbc2", "ggoo"}
+    assert games["bfbc2"].availability == "Ready" and games["bfbc2"].downloaded
+    assert games["ggoo"].availability == "LocalOnly" and not games["ggoo"].downloaded
+
+
+def test_fixture_payload_is_the_single_archive(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"archive bytes"})
+    install_game(root, FixtureUnpacker())
+    assert (root / "local" / "fixture-payload.txt").read_bytes() == b"archive bytes"
+    assert not (root / ".local.installing").exists()
+
+
+def test_fixture_payload_of_several_archives_is_their_sorted_concatenation(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"z-second.eti": b"2", "a-first.eti": b"1"})
+    install_game(root, FixtureUnpacker())
+    assert (root / "local" / "fixture-payload.txt").read_bytes() == b"12"
+
+
+def test_no_archive_installs_an_empty_local(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"readme.txt": b"loose"})
+    install_game(root, FixtureUnpacker())
+    assert (root / "local").is_dir() and list((root / "local").iterdir()) == []
+
+
+class Exploding:
+    def unpack(self, archives: list[Path], dest: Path) -> None:
+        (dest / "half-written").write_text("x")
+        raise PeerError("install-failed", "boom")
+
+
+def test_failed_install_leaves_no_local_and_no_staging(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    with pytest.raises(PeerError):
+        install_game(root, Exploding())
+    assert not (root / "local").exists() and not (root / ".local.installing").exists()
+
+
+def test_failed_update_keeps_the_old_install(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    install_game(root, FixtureUnpacker())
+    with pytest.raises(PeerError):
+        install_game(root, Exploding())
+    assert (root / "local" / "fixture-payload.txt").read_bytes() == b"a"
+
+
+def test_install_needs_a_download(tmp_path: Path) -> None:
+    root = tmp_path / "bfbc2"
+    root.mkdir()
+    with pytest.raises(PeerError) as err:
+        install_game(root, FixtureUnpacker())
+    assert err.value.code == "not-downloaded"
+
+
+def test_uninstall_keeps_root_files(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    install_game(root, FixtureUnpacker())
+    uninstall_game(root)
+    assert not (root / "local").exists()
+    assert (root / "bfbc2.eti").read_bytes() == b"a" and (root / "version.ini").exists()
+    with pytest.raises(PeerError) as err:
+        uninstall_game(root)
+    assert err.value.code == "not-installed"
+
+
+def test_recover_discards_staging_and_restores_interrupted_update(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    (root / ".local.installing").mkdir()
+    (root / ".local.backup").mkdir()
+    (root / ".local.backup" / "save.dat").write_text("keep me")
+    recover(root)
+    assert not (root / ".local.installing").exists()
+    assert (root / "local" / "save.dat").read_text() == "keep me"

@@ -1,0 +1,123 @@
+"""The pure download planner: plurality validation, least-loaded split, retries, stealing."""
+
+from __future__ import annotations
+
+import pytest
+
+from peer.errors import PeerError
+from peer.transfer.plan import (
+    Chunk,
+    Scheduler,
+    assign_least_loaded,
+    chunks_of,
+    validate_descriptors,
+)
+from peer.wire import FileDescriptor
+
+H = "0" * 64
+
+
+def desc(path: str, size: int, chunk: int = 10, tag: str = "0") -> FileDescriptor:
+    n = max(1, -(-size // chunk))
+    return FileDescriptor(path, size, chunk, tuple((tag * 64)[:64] for _ in range(n)))
+
+
+GOOD = (desc("a.eti", 40), desc("version.ini", 9))
+BAD = (desc("a.eti", 41), desc("version.ini", 9))
+
+
+def test_single_source_is_its_own_majority() -> None:
+    v = validate_descriptors("g", {"p1": GOOD})
+    assert v.files == GOOD and v.sources == ("p1",) and v.rejected == ()
+
+
+def test_majority_wins_and_minority_is_rejected() -> None:
+    v = validate_descriptors("g", {"p1": GOOD, "p2": BAD, "p3": GOOD})
+    assert v.files == GOOD
+    assert v.sources == ("p1", "p3")
+    assert v.rejected == ("p2",)
+
+
+def test_one_vs_one_conflict_rejects_the_download() -> None:
+    with pytest.raises(PeerError) as err:
+        validate_descriptors("g", {"p1": GOOD, "p2": BAD})
+    assert err.value.code == "ambiguous-metadata"
+
+
+def test_hash_disagreement_counts_as_conflict() -> None:
+    liar = (desc("a.eti", 40, tag="f"), desc("version.ini", 9))
+    with pytest.raises(PeerError):
+        validate_descriptors("g", {"p1": GOOD, "p2": liar})
+    assert validate_descriptors("g", {"p1": GOOD, "p2": liar, "p3": GOOD}).rejected == ("p2",)
+
+
+def test_no_offers_means_no_peers() -> None:
+    with pytest.raises(PeerError) as err:
+        validate_descriptors("g", {})
+    assert err.value.code == "no-peers"
+
+
+def test_chunks_cover_every_byte_once() -> None:
+    chunks = chunks_of((desc("a", 35), desc("b", 0), desc("c", 10)))
+    assert [(c.path, c.offset, c.length) for c in chunks] == [
+        ("a", 0, 10),
+        ("a", 10, 10),
+        ("a", 20, 10),
+        ("a", 30, 5),
+        ("b", 0, 0),
+        ("c", 0, 10),
+    ]
+
+
+def test_four_chunks_split_two_and_two() -> None:
+    chunks = chunks_of((desc("big", 35),))
+    plan = assign_least_loaded(chunks, ("A", "B"))
+    assert len(plan["A"]) == len(plan["B"]) == 2
+    loads = [sum(c.length for c in plan[s]) for s in ("A", "B")]
+    assert abs(loads[0] - loads[1]) <= 10
+
+
+def test_every_source_gets_work_when_there_is_enough() -> None:
+    chunks = chunks_of((desc("big", 100),))
+    plan = assign_least_loaded(chunks, ("A", "B", "C"))
+    assert all(plan[s] for s in "ABC")
+    planned = [c for q in plan.values() for c in q]
+    assert len(planned) == len(chunks) and set(planned) == set(chunks)
+
+
+def test_failed_source_work_moves_to_survivor() -> None:
+    chunks = chunks_of((desc("big", 40),))
+    s = Scheduler.plan(chunks, ("A", "B"))
+    a1 = s.next_for("A")
+    b1 = s.next_for("B")
+    assert a1 and b1 and a1 != b1
+    s.failed(b1, "B")
+    assert s.next_for("B") is None, "a failed source is not asked again"
+    got = []
+    s.succeeded(a1)
+    while (c := s.next_for("A")) is not None:
+        got.append(c)
+        s.succeeded(c)
+    assert s.finished
+    assert b1 in got
+    assert max(s.attempts.values()) <= 2
+
+
+def test_idle_source_steals_queued_not_in_flight_chunks() -> None:
+    chunks = chunks_of((desc("big", 60),))
+    s = Scheduler.plan(chunks, ("A", "B"))
+    in_flight_b = s.next_for("B")
+    while (c := s.next_for("A")) is not None:
+        s.succeeded(c)
+    assert in_flight_b is not None and in_flight_b not in s.done
+    assert in_flight_b in s.in_flight, "a chunk in flight is never handed out twice"
+    assert all(v == 1 for v in s.attempts.values())
+
+
+def test_all_sources_dead_is_stranded() -> None:
+    chunks = [Chunk("a", 0, 1, H)]
+    s = Scheduler.plan(chunks, ("A",))
+    c = s.next_for("A")
+    assert c is not None
+    s.failed(c, "A")
+    assert s.stranded and not s.finished

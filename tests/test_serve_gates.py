@@ -1,0 +1,107 @@
+"""S12 serve gates, as unit tests of the one function that decides what may leave a peer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from peer.errors import PeerError
+from peer.transfer.serve import DescriptorCache, check_serve_gates, hash_chunks
+
+CATALOG = {"bfbc2": "20250201", "cnc4": "20250301"}
+
+
+@pytest.fixture
+def games(tmp_path: Path) -> Path:
+    root = tmp_path / "games" / "bfbc2"
+    (root / "local").mkdir(parents=True)
+    (root / "bfbc2.eti").write_bytes(b"x" * 100)
+    (root / "version.ini").write_text("20250201\n")
+    (root / "local" / "secret.txt").write_text("installed files")
+    (tmp_path / "outside.txt").write_text("not yours")
+    return tmp_path / "games"
+
+
+def gate(
+    games: Path, game_id: object, path: object = None, active: frozenset[str] = frozenset()
+) -> Path:
+    return check_serve_gates(games, CATALOG, active, game_id, path)
+
+
+def refused(games: Path, *args: object, **kw: object) -> str:
+    with pytest.raises(PeerError) as err:
+        gate(games, *args, **kw)  # type: ignore[arg-type]
+    return err.value.code
+
+
+def test_ready_catalog_game_is_served(games: Path) -> None:
+    assert gate(games, "bfbc2", "bfbc2.eti") == games / "bfbc2"
+    assert gate(games, "bfbc2", "version.ini") == games / "bfbc2"
+
+
+def test_non_catalog_id_is_refused(games: Path) -> None:
+    (games / "mystery-game").mkdir()
+    (games / "mystery-game" / "version.ini").write_text("20250201\n")
+    assert refused(games, "mystery-game") == "not-servable"
+
+
+def test_missing_sentinel_is_refused(games: Path) -> None:
+    (games / "bfbc2" / "version.ini").unlink()
+    assert refused(games, "bfbc2", "bfbc2.eti") == "not-servable"
+
+
+def test_active_operation_is_refused(games: Path) -> None:
+    assert refused(games, "bfbc2", active=frozenset({"bfbc2"})) == "not-servable"
+
+
+def test_version_other_than_catalog_is_refused(games: Path) -> None:
+    (games / "bfbc2" / "version.ini").write_text("20240101\n")
+    assert refused(games, "bfbc2") == "not-servable"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "local/secret.txt",
+        "../outside.txt",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a/../../x",
+        ".local.installing/x",
+        "",
+        ".",
+        "a//b",
+        "a\\..\\b",
+        "x\x00y",
+        5,
+    ],
+)
+def test_paths_outside_the_transferable_root_are_refused(games: Path, path: object) -> None:
+    assert refused(games, "bfbc2", path) == "bad-path"
+
+
+def test_symlink_escaping_the_root_is_refused(games: Path) -> None:
+    os.symlink(games.parent / "outside.txt", games / "bfbc2" / "link.txt")
+    assert refused(games, "bfbc2", "link.txt") == "bad-path"
+
+
+@pytest.mark.parametrize("game_id", ["..", "../x", "a/b", "", None, "UPPER", "x" * 80])
+def test_bad_game_ids_are_refused(games: Path, game_id: object) -> None:
+    assert refused(games, game_id) == "bad-game-id"
+
+
+def test_descriptors_skip_reserved_names_and_cache_hashes(games: Path) -> None:
+    cache = DescriptorCache(chunk_size=64)
+    files = cache.describe(games / "bfbc2")
+    assert [f.path for f in files] == ["bfbc2.eti", "version.ini"]
+    assert [len(f.chunks) for f in files] == [2, 1]
+    assert cache.describe(games / "bfbc2") == files
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 128, 129])
+def test_hash_chunks_counts(tmp_path: Path, size: int) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"a" * size)
+    assert len(hash_chunks(f, 64)) == max(1, -(-size // 64))
