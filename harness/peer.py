@@ -241,6 +241,26 @@ class PeerHandle:
     def list_peers(self) -> list[dict[str, Any]]:
         return list(self.send("list-peers"))
 
+    def probe(
+        self,
+        target: PeerHandle,
+        request: dict[str, Any] | None = None,
+        chunk: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Ask `target` one raw question from inside this peer's world (`python -m peer.probe`)."""
+        argv = ["python3", "-m", "peer.probe", target.addr]
+        if request is not None:
+            argv += ["--request", json.dumps(request)]
+        if chunk is not None:
+            argv += ["--chunk", json.dumps(chunk)]
+        rc, out = self.run(*argv)
+        answers: dict[str, Any] = {}
+        for line in out.decode(errors="replace").splitlines():
+            if line.startswith("{"):
+                answers.update(json.loads(line))
+        assert "hello" in answers, f"probe of {target.name} failed (rc={rc}): {out[-500:]!r}"
+        return answers
+
     # -- process -------------------------------------------------------------------------------
 
     def kill(self) -> None:
@@ -275,3 +295,12 @@ class PeerHandle:
         rc, out = self.run("python3", "-c", remote_script(root, list(skip)))
         assert rc == 0, f"manifest of {game_id} on {self.name} failed: {out[-500:]!r}"
         return Manifest.from_scan(json.loads(out))
+
+
+def chunk_bytes_by_source(chunk_events: list[Record], path: str | None = None) -> dict[str, int]:
+    """Bytes each source address delivered, from `download-chunk-finished` events."""
+    totals: dict[str, int] = {}
+    for e in chunk_events:
+        if path is None or e["path"] == path:
+            totals[e["peer_addr"]] = totals.get(e["peer_addr"], 0) + int(e["bytes"])
+    return totals

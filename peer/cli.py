@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -24,8 +25,26 @@ from peer.settings import MIB, Settings
 MAX_LINE = 1024 * 1024
 
 
+class _JsonFormatter(logging.Formatter):
+    """Renders stdlib records (aioquic's, for one) as JSON lines like structlog's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "event": record.getMessage(),
+                "logger": record.name,
+                "level": record.levelname.lower(),
+                "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            }
+        )
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # aioquic narrates every handshake at INFO; keep it for --log-level debug only.
+    logging.getLogger("quic").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -341,7 +341,8 @@ class Peer:
         if kind == "ping":
             return {"type": "pong"}
         if kind == "goodbye":
-            self._drop_peer(record.peer_id, "goodbye")
+            # Reply first, then drop: the leaving peer should hear that we heard it.
+            asyncio.get_running_loop().call_soon(self._drop_peer, record.peer_id, "goodbye")
             return {"type": "ok"}
         if kind == "library-delta":
             delta = LibraryDelta(

@@ -103,6 +103,14 @@ def test_failed_source_work_moves_to_survivor() -> None:
     assert max(s.attempts.values()) <= 2
 
 
+def test_idle_source_does_not_steal_from_a_source_with_free_capacity() -> None:
+    chunks = chunks_of((desc("big", 20), desc("small", 5)))
+    s = Scheduler.plan(chunks, ("A", "B"), depth=2)
+    assert s.next_for("A") is not None and s.next_for("A") is not None
+    assert s.next_for("A") is None, "B has not started yet: its chunk waits for B"
+    assert s.next_for("B") is not None
+
+
 def test_idle_source_steals_queued_not_in_flight_chunks() -> None:
     chunks = chunks_of((desc("big", 60),))
     s = Scheduler.plan(chunks, ("A", "B"))

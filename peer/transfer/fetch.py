@@ -164,6 +164,7 @@ class _Download:
             try:
                 await self.fetch_one(chunk, source)
             except PeerError as exc:
+                first_failure = source.peer_id not in sched.dead
                 sched.failed(chunk, source.peer_id)
                 self.ctx.emit(
                     "download-chunk-failed",
@@ -175,12 +176,13 @@ class _Download:
                     code=exc.code,
                     reason=exc.message,
                 )
-                if exc.code == "bad-chunk":
+                if first_failure:  # a liar (bad-chunk) or a dead peer: not asked again
                     self.ctx.emit(
                         "download-source-excluded",
                         game_id=self.game_id,
                         peer_id=source.peer_id,
                         peer_addr=source.addr,
+                        code=exc.code,
                         reason=exc.message,
                     )
                 self.changed.set()
@@ -212,11 +214,11 @@ class _Download:
             )
 
     async def run(self, chunks: list[Chunk]) -> None:
-        sched = Scheduler.plan(chunks, tuple(self.sources))
+        sched = Scheduler.plan(chunks, tuple(self.sources), self.settings.depth)
         workers = [
             asyncio.create_task(self.worker(sched, source))
-            for source in self.sources.values()
             for _ in range(self.settings.depth)
+            for source in self.sources.values()
         ]
         try:
             # A worker raising (e.g. ENOSPC while writing) aborts the whole download.

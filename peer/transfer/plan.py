@@ -89,10 +89,12 @@ def assign_least_loaded(chunks: list[Chunk], sources: tuple[str, ...]) -> dict[s
 class Scheduler:
     """The live chunk plan of one download.
 
-    Each source works through its own queue. A source whose queue runs dry takes queued (never
-    in-flight) chunks from the source with the most bytes still queued, so a slow peer cannot
-    hold back completion and no chunk is ever fetched twice at once. A failed chunk returns to
-    a shared retry pool; a source that failed is never asked again during this download.
+    Each source works through its own queue. A source whose queue runs dry takes a queued (never
+    in-flight) chunk from a source that is busy with `depth` chunks already, preferring the one
+    with the most bytes still waiting, so a slow peer cannot hold back completion, no chunk is
+    ever fetched twice at once, and an idle-but-healthy source keeps the work it was planned.
+    A failed chunk returns to a shared retry pool; a source that failed is never asked again
+    during this download.
     """
 
     queues: dict[str, deque[Chunk]]
@@ -102,11 +104,15 @@ class Scheduler:
     dead: set[str] = field(default_factory=set)
     attempts: Counter[Chunk] = field(default_factory=Counter)
     total: int = 0
+    depth: int = 1
 
     @classmethod
-    def plan(cls, chunks: list[Chunk], sources: tuple[str, ...]) -> Scheduler:
+    def plan(cls, chunks: list[Chunk], sources: tuple[str, ...], depth: int = 1) -> Scheduler:
         plan = assign_least_loaded(chunks, sources)
-        return cls(queues={s: deque(q) for s, q in plan.items()}, total=len(chunks))
+        return cls(queues={s: deque(q) for s, q in plan.items()}, total=len(chunks), depth=depth)
+
+    def busy(self, source: str) -> bool:
+        return sum(1 for s in self.in_flight.values() if s == source) >= self.depth
 
     @property
     def live_sources(self) -> list[str]:
@@ -130,7 +136,7 @@ class Scheduler:
         elif self.retry:
             chunk = self.retry.popleft()
         else:
-            donors = [s for s in self.queues if s != source and self.queues[s]]
+            donors = [s for s in self.queues if s != source and self.queues[s] and self.busy(s)]
             if donors:
                 donor = max(donors, key=lambda s: sum(c.length for c in self.queues[s]))
                 chunk = self.queues[donor].pop()

@@ -1,0 +1,31 @@
+"""S8 Ambiguous metadata rejection: 1 vs 1 conflicting sizes, so no download and no sentinel."""
+
+import pytest
+
+from harness.lab import Lab
+
+
+@pytest.mark.scenario("S8")
+def test_s08_ambiguous_metadata_rejection(lab: Lab) -> None:
+    alpha = lab.peer("alpha", fixture="fixture-alpha")
+    other = lab.peer("other", fixture="fixture-conflict")  # same ggoo version, other size
+    client = lab.peer("client")
+    client.connect(alpha)
+    client.connect(other)
+    assert client.list_games()["ggoo"]["peer_count"] == 2
+    sizes = {
+        alpha.manifest("ggoo").files["ggoo.eti"][0],
+        other.manifest("ggoo").files["ggoo.eti"][0],
+    }
+    assert len(sizes) == 2, "the fixture must really conflict"
+
+    start = client.mark()
+    client.send("download", game_id="ggoo", install=False)
+    failed = client.expect("download-failed", where={"game_id": "ggoo"}, since=start)
+    assert failed["code"] == "ambiguous-metadata", failed
+    end = client.mark()
+    for never in ("got-game-files", "download-begin", "download-finished"):
+        client.assert_no_event(never, since=start, until=end)
+    assert not client.exists("ggoo/version.ini")
+    assert client.game("ggoo") is None
+    assert client.status()["active_operations"] == []

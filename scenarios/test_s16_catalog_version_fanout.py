@@ -1,0 +1,31 @@
+"""S16 Catalog-version fanout with a stale peer present: chunks split over B and C only."""
+
+import pytest
+
+from harness.lab import Lab
+from harness.manifest import assert_same
+
+
+@pytest.mark.scenario("S16")
+def test_s16_catalog_version_fanout_with_stale_peer(lab: Lab) -> None:
+    stale = lab.peer("stale", fixture="fixture-stale-a")  # alienswarm at an old version
+    b = lab.peer("b", fixture="fixture-alpha")
+    c = lab.peer("c", fixture="fixture-alpha")
+    client = lab.peer("client")
+    for peer in (stale, b, c):
+        client.connect(peer)
+
+    row = client.list_games()["alienswarm"]
+    assert row["peer_count"] == 2 and set(row["peers"]) == {b.peer_id, c.peer_id}
+
+    start = client.mark()
+    client.send("download", game_id="alienswarm", install=False)
+    client.expect("download-finished", where={"game_id": "alienswarm"}, since=start, timeout=180)
+    end = client.mark()
+    (files,) = client.events("got-game-files", since=start, until=end)
+    assert {s["peer_addr"] for s in files["sources"]} == {b.addr, c.addr}
+    chunks = client.events("download-chunk-finished", since=start, until=end)
+    assert stale.addr not in {e["peer_addr"] for e in chunks}, "stale peer sent bytes"
+    eti = [e for e in chunks if e["path"] == "alienswarm.eti"]
+    assert {e["peer_addr"] for e in eti} == {b.addr, c.addr}, "large file fans out over B and C"
+    assert_same(client.manifest("alienswarm"), b.manifest("alienswarm"), "alienswarm vs B")

@@ -1,0 +1,31 @@
+"""S17 Catalog-version conflict: B and C disagree, stale A is never consulted, download fails.
+
+Votes compare sizes and chunk SHA-256s, so A's stale `version.ini` could never side with B; the
+check that A was not consulted is that the refusal counts exactly two variants (B's and C's).
+"""
+
+import pytest
+
+from harness.lab import Lab
+
+
+@pytest.mark.scenario("S17")
+def test_s17_catalog_version_conflict_rejection(lab: Lab) -> None:
+    stale = lab.peer("stale", fixture="fixture-stale-a")
+    b = lab.peer("b", fixture="fixture-bravo")
+    c = lab.peer("c", fixture="fixture-conflict")
+    client = lab.peer("client")
+    for peer in (stale, b, c):
+        client.connect(peer)
+    row = client.list_games()["cnc4"]
+    assert row["peer_count"] == 2 and set(row["peers"]) == {b.peer_id, c.peer_id}
+
+    start = client.mark()
+    client.send("download", game_id="cnc4", install=False)
+    failed = client.expect("download-failed", where={"game_id": "cnc4"}, since=start)
+    end = client.mark()
+    assert failed["code"] == "ambiguous-metadata" and "(2 variants" in failed["reason"], failed
+    for never in ("got-game-files", "download-begin", "download-chunk-finished"):
+        client.assert_no_event(never, since=start, until=end)
+    assert not client.exists("cnc4/version.ini")
+    assert client.status()["active_operations"] == []
