@@ -207,7 +207,7 @@ class PeerHandle:
         with self._cond:
             return next(i for i, r in enumerate(self.records) if r is record)
 
-    def assert_no_event(
+    def no_event_since(
         self, event: str, since: int = 0, until: int | None = None, where: Where = None
     ) -> None:
         """Assert that `event` never happened in records[since:until] (the whole window)."""

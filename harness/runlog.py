@@ -18,6 +18,8 @@ import pytest
 
 FIGURE = "figure:"
 
+Figure = Callable[[str, object], None]
+
 
 @dataclass
 class Entry:
@@ -148,7 +150,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def figure(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+def figure(request: pytest.FixtureRequest) -> Figure:
     """Record a notable figure (e.g. download MiB/s) for this scenario's run-log row."""
 
     def record(name: str, value: object) -> None:

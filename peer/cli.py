@@ -92,11 +92,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="address to listen on; port 0 (default) picks a free one",
     )
-    p.add_argument("--chunk-size", type=_positive_int, default=32 * MIB, metavar="BYTES")
-    p.add_argument("--max-upload-rate", type=_positive_int, metavar="BYTES_PER_S")
-    p.add_argument("--ping-interval", type=_positive_float, default=2.0, metavar="S")
-    p.add_argument("--stale-timeout", type=_positive_float, default=8.0, metavar="S")
-    p.add_argument("--scan-interval", type=_positive_float, default=1.0, metavar="S")
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=32 * MIB,
+        metavar="BYTES",
+        help="chunk size this peer hashes and serves in (default 32 MiB)",
+    )
+    p.add_argument(
+        "--max-upload-rate",
+        type=_positive_int,
+        metavar="BYTES_PER_S",
+        help="cap on the sum of all uploads (default: unlimited)",
+    )
+    p.add_argument(
+        "--ping-interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="ping a peer after this many idle seconds (default 2)",
+    )
+    p.add_argument(
+        "--stale-timeout",
+        type=_positive_float,
+        default=8.0,
+        metavar="S",
+        help="declare a silent peer lost after this many seconds (default 8)",
+    )
+    p.add_argument(
+        "--scan-interval",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        help="rescan the games root for external changes this often (default 1)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 

@@ -22,8 +22,8 @@ def test_s05_auto_install_download(lab: Lab) -> None:
         where={"game_id": "cnctw"},
         since=start,
     )
-    client.assert_no_event("download-failed", since=start)
-    client.assert_no_event("install-failed", since=start)
+    client.no_event_since("download-failed", since=start)
+    client.no_event_since("install-failed", since=start)
 
     game = client.game("cnctw")
     assert game is not None

@@ -25,8 +25,8 @@ def test_s07_duplicate_source_majority_download(lab: Lab) -> None:
     assert {s["peer_addr"] for s in files[0]["sources"]} == {alpha.addr, bravo.addr}
     assert files[0]["rejected_sources"] == []
     assert len(client.events("download-finished", since=start, until=end)) == 1  # commits once
-    client.assert_no_event("download-failed", since=start, until=end)
-    client.assert_no_event("download-chunk-failed", since=start, until=end)
+    client.no_event_since("download-failed", since=start, until=end)
+    client.no_event_since("download-chunk-failed", since=start, until=end)
 
     chunks = client.events("download-chunk-finished", since=start, until=end)
     keys = [(c["path"], c["offset"]) for c in chunks]

@@ -7,6 +7,8 @@ that leave the root. The unit tests in tests/test_serve_gates.py cover the same 
 exhaustively; this proves the live peer routes every request through it.
 """
 
+from typing import Any
+
 import pytest
 
 from harness.lab import Lab
@@ -14,7 +16,7 @@ from harness.lab import Lab
 OK_CHUNK = {"game_id": "bfbc2", "path": "bfbc2.eti", "offset": 0, "length": 16}
 
 
-def refused(answer: dict, key: str) -> tuple[str, str]:
+def refused(answer: dict[str, Any], key: str) -> tuple[str, str]:
     reply = answer[key]
     assert reply["type"] == "error", f"served what it must refuse: {answer}"
     return reply["code"], reply["message"]

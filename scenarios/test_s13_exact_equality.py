@@ -4,10 +4,11 @@ import pytest
 
 from harness.lab import Lab
 from harness.manifest import assert_same
+from harness.runlog import Figure
 
 
 @pytest.mark.scenario("S13")
-def test_s13_exact_transferred_file_equality(lab: Lab, figure) -> None:  # type: ignore[no-untyped-def]
+def test_s13_exact_transferred_file_equality(lab: Lab, figure: Figure) -> None:
     alpha = lab.peer("alpha", fixture="fixture-alpha")
     bravo = lab.peer("bravo", fixture="fixture-bravo")
     client = lab.peer("client")
@@ -20,7 +21,7 @@ def test_s13_exact_transferred_file_equality(lab: Lab, figure) -> None:  # type:
         done = client.expect(
             "download-finished", where={"game_id": game_id}, since=mark, timeout=180
         )
-        client.assert_no_event("download-failed", since=mark)
+        client.no_event_since("download-failed", since=mark)
         expected = source.manifest(game_id)
         got = client.manifest(game_id)
         assert_same(got, expected, f"{game_id} client vs {source.name}")
