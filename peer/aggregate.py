@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from peer.catalog import Catalog
-from peer.library import READY, GameState
 from peer.mesh import RemotePeer
+from peer.wire import READY, GameSummary
 
 
 def is_source(peer: RemotePeer, game_id: str, catalog: Catalog) -> bool:
@@ -31,7 +31,7 @@ def sources_for(game_id: str, catalog: Catalog, peers: Iterable[RemotePeer]) -> 
 
 
 def game_rows(
-    catalog: Catalog, local: dict[str, GameState], peers: list[RemotePeer]
+    catalog: Catalog, local: dict[str, GameSummary], peers: list[RemotePeer]
 ) -> list[dict[str, Any]]:
     rows = []
     for game_id in sorted(catalog):

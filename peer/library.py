@@ -7,33 +7,11 @@ directory means installed. Scanning is a pure read; the runtime decides when to 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from peer.catalog import Catalog
 from peer.errors import PeerError
 from peer.paths import ARCHIVE_SUFFIX, LOCAL_DIR, SENTINEL, check_game_id
-
-READY = "Ready"
-LOCAL_ONLY = "LocalOnly"
-
-
-@dataclass(frozen=True)
-class GameState:
-    """What one game root holds, as shown to the user and (minus hidden games) to peers."""
-
-    game_id: str
-    version: str | None
-    downloaded: bool
-    installed: bool
-    availability: str
-    size: int
-    in_catalog: bool
-    catalog_version: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+from peer.wire import LOCAL_ONLY, READY, GameSummary
 
 
 def read_sentinel(game_root: Path) -> str | None:
@@ -75,7 +53,7 @@ def _root_size(game_root: Path) -> int:
     return total
 
 
-def scan_game(games_dir: Path, game_id: str, catalog: Catalog) -> GameState | None:
+def scan_game(games_dir: Path, game_id: str) -> GameSummary | None:
     """The state of one game root, or None when the directory holds no game yet.
 
     A root with neither a sentinel nor `local/` (an empty dir, or the leftovers of a failed
@@ -89,21 +67,19 @@ def scan_game(games_dir: Path, game_id: str, catalog: Catalog) -> GameState | No
     installed = (root / LOCAL_DIR).is_dir()
     if not downloaded and not installed:
         return None
-    return GameState(
+    return GameSummary(
         game_id=game_id,
         version=version,
         downloaded=downloaded,
         installed=installed,
         availability=READY if downloaded else LOCAL_ONLY,
         size=_root_size(root) if downloaded else 0,
-        in_catalog=game_id in catalog,
-        catalog_version=catalog.get(game_id),
     )
 
 
-def scan_library(games_dir: Path, catalog: Catalog) -> dict[str, GameState]:
+def scan_library(games_dir: Path) -> dict[str, GameSummary]:
     """Every game under `games_dir`, keyed by game ID; names that are not game IDs are skipped."""
-    games: dict[str, GameState] = {}
+    games: dict[str, GameSummary] = {}
     try:
         names = sorted(os.listdir(games_dir))
     except OSError:
@@ -113,7 +89,7 @@ def scan_library(games_dir: Path, catalog: Catalog) -> dict[str, GameState]:
             check_game_id(name)
         except PeerError:
             continue
-        state = scan_game(games_dir, name, catalog)
+        state = scan_game(games_dir, name)
         if state is not None:
             games[name] = state
     return games

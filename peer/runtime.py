@@ -24,7 +24,7 @@ from peer.commands import Command
 from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
 from peer.install import install_game, recover, uninstall_game
-from peer.library import GameState, scan_library
+from peer.library import scan_library
 from peer.mesh import Hello, PeerTable, RemotePeer
 from peer.output import Output
 from peer.paths import SENTINEL, check_game_id
@@ -73,7 +73,7 @@ class Peer:
         self.addr = ""
         self.data_port = 0
         self.data_token = secrets.token_hex(16)
-        self.local: dict[str, GameState] = {}
+        self.local: dict[str, GameSummary] = {}
         self.advertised: dict[str, GameSummary] = {}
         self.library_rev = 0
         self.table = PeerTable()
@@ -172,13 +172,20 @@ class Peer:
             task.cancel()
         self.stopping.set()
 
+    def local_games(self) -> list[dict[str, Any]]:
+        """Local roots as the user sees them: with the version our catalog expects."""
+        return [
+            {**g.to_json(), "catalog_version": self.catalog.get(g.game_id)}
+            for g in self.local.values()
+        ]
+
     # -- local library -------------------------------------------------------------------------
 
     def rescan(self, force_event: bool = False) -> None:
-        games = scan_library(self.games_dir, self.catalog)
+        games = scan_library(self.games_dir)
         if games != self.local or force_event:
             self.local = games
-            self.out.event("local-library-changed", games=[g.to_json() for g in games.values()])
+            self.out.event("local-library-changed", games=self.local_games())
         self._publish_library()
 
     def _publish_library(self) -> None:
@@ -187,13 +194,7 @@ class Peer:
         Games with an operation in progress are hidden: a peer must never be offered a root
         that is being rewritten.
         """
-        snapshot = {
-            g.game_id: GameSummary(
-                g.game_id, g.version, g.downloaded, g.installed, g.availability, g.size
-            )
-            for g in self.local.values()
-            if g.game_id not in self.operations
-        }
+        snapshot = {g: s for g, s in self.local.items() if g not in self.operations}
         delta = library_delta(self.advertised, snapshot)
         if delta.empty:
             return
@@ -411,7 +412,7 @@ class Peer:
             "addr": self.addr,
             "games_dir": str(self.games_dir),
             "peer_count": len(self.table.peers),
-            "local_games": [g.to_json() for g in self.local.values()],
+            "local_games": self.local_games(),
             "active_operations": [
                 {"game_id": g, "kind": k} for g, k in sorted(self.operations.items())
             ],
@@ -536,17 +537,27 @@ class Peer:
 
     async def _install(self, game_id: str) -> None:
         self.out.event("install-begin", game_id=game_id)
-        loop = asyncio.get_running_loop()
+        await self._finish_in_thread(game_id, "install", self._install_sync, game_id)
+
+    def _install_sync(self, game_id: str) -> None:
+        install_game(self.games_dir / game_id, self.unpacker)
+        # A fresh local/ has never been played: the next `play` stamps launch settings again.
+        marker = self.settings.state_dir / "games" / game_id / "launch_settings_applied"
+        marker.unlink(missing_ok=True)
+
+    async def _finish_in_thread(
+        self, game_id: str, what: str, work: Callable[..., None], *args: Any
+    ) -> None:
+        """Run a blocking filesystem job, end the operation, then report `<what>-finished`
+        or `<what>-failed`, in that order, so the event is a safe point for the next command."""
         try:
-            await loop.run_in_executor(None, install_game, self.games_dir / game_id, self.unpacker)
-            marker = self.settings.state_dir / "games" / game_id / "launch_settings_applied"
-            marker.unlink(missing_ok=True)
+            await asyncio.get_running_loop().run_in_executor(None, work, *args)
         except PeerError as exc:
             self._end(game_id)
-            self.out.event("install-failed", game_id=game_id, code=exc.code, reason=exc.message)
+            self.out.event(f"{what}-failed", game_id=game_id, code=exc.code, reason=exc.message)
             return
         self._end(game_id)
-        self.out.event("install-finished", game_id=game_id)
+        self.out.event(f"{what}-finished", game_id=game_id)
 
     async def cmd_uninstall(self, args: dict[str, Any]) -> Any:
         game_id = args["game_id"]
@@ -559,12 +570,4 @@ class Peer:
         return {"game_id": game_id}
 
     async def _uninstall(self, game_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(None, uninstall_game, self.games_dir / game_id)
-        except PeerError as exc:
-            self._end(game_id)
-            self.out.event("uninstall-failed", game_id=game_id, code=exc.code, reason=exc.message)
-            return
-        self._end(game_id)
-        self.out.event("uninstall-finished", game_id=game_id)
+        await self._finish_in_thread(game_id, "uninstall", uninstall_game, self.games_dir / game_id)

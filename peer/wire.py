@@ -20,6 +20,9 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 Message = dict[str, Any]
 
+READY = "Ready"  # downloaded: a root sentinel is committed; may serve and vote
+LOCAL_ONLY = "LocalOnly"  # installed without a downloaded root (e.g. a streamed install)
+
 
 def encode(message: Message) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
@@ -52,7 +55,7 @@ def raise_for_error(reply: Message, expected: str) -> Message:
 
 @dataclass(frozen=True)
 class GameSummary:
-    """What a peer advertises about one game root."""
+    """One game root as a scan finds it, and as a peer advertises it."""
 
     game_id: str
     version: str | None
@@ -80,7 +83,7 @@ class GameSummary:
         size = raw.get("size", 0)
         if version is not None and not isinstance(version, str):
             raise PeerError("bad-message", "game summary version must be a string")
-        if availability not in ("Ready", "LocalOnly"):
+        if availability not in (READY, LOCAL_ONLY):
             raise PeerError("bad-message", f"unknown availability {availability!r}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise PeerError("bad-message", "game summary size must be a non-negative integer")

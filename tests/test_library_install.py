@@ -31,7 +31,7 @@ def test_scan_reports_ready_local_only_and_skips_partial(tmp_path: Path) -> None
     (tmp_path / "cnc4").mkdir()
     (tmp_path / "cnc4" / "cnc4.eti").write_bytes(b"partial download")
     (tmp_path / "Not A Game").mkdir()
-    games = scan_library(tmp_path, CATALOG)
+    games = scan_library(tmp_path)
     assert set(games) == {"bfbc2", "ggoo"}
     assert games["bfbc2"].availability == "Ready" and games["bfbc2"].downloaded
     assert games["ggoo"].availability == "LocalOnly" and not games["ggoo"].downloaded

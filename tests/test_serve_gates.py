@@ -87,6 +87,11 @@ def test_symlink_escaping_the_root_is_refused(games: Path) -> None:
     assert refused(games, "bfbc2", "link.txt") == "bad-path"
 
 
+def test_symlinked_game_root_is_refused(games: Path) -> None:
+    os.symlink(games / "bfbc2", games / "cnc4")
+    assert refused(games, "cnc4") == "bad-path"
+
+
 @pytest.mark.parametrize("game_id", ["..", "../x", "a/b", "", None, "UPPER", "x" * 80])
 def test_bad_game_ids_are_refused(games: Path, game_id: object) -> None:
     assert refused(games, game_id) == "bad-game-id"

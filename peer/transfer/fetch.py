@@ -86,6 +86,8 @@ async def _collect_offers(
 
 def _prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
     """Un-commit any old sentinel, then create every file at its final size."""
+    if root.is_symlink():
+        raise PeerError("bad-path", f"{root.name} is a symlink; refusing to write through it")
     root.mkdir(parents=True, exist_ok=True)
     for stale in (root / SENTINEL, root / SENTINEL_TMP):
         if stale.exists() or stale.is_symlink():
@@ -166,40 +168,31 @@ class _Download:
             except PeerError as exc:
                 first_failure = source.peer_id not in sched.dead
                 sched.failed(chunk, source.peer_id)
-                self.ctx.emit(
-                    "download-chunk-failed",
-                    game_id=self.game_id,
-                    peer_id=source.peer_id,
-                    peer_addr=source.addr,
-                    path=chunk.path,
-                    offset=chunk.offset,
-                    code=exc.code,
-                    reason=exc.message,
+                self._emit(
+                    "download-chunk-failed", source, chunk, code=exc.code, reason=exc.message
                 )
                 if first_failure:  # a liar (bad-chunk) or a dead peer: not asked again
-                    self.ctx.emit(
-                        "download-source-excluded",
-                        game_id=self.game_id,
-                        peer_id=source.peer_id,
-                        peer_addr=source.addr,
-                        code=exc.code,
-                        reason=exc.message,
+                    self._emit(
+                        "download-source-excluded", source, code=exc.code, reason=exc.message
                     )
                 self.changed.set()
                 return
             sched.succeeded(chunk)
             self.done_bytes += chunk.length
             self.per_source[source.peer_id] += chunk.length
-            self.ctx.emit(
-                "download-chunk-finished",
-                game_id=self.game_id,
-                peer_id=source.peer_id,
-                peer_addr=source.addr,
-                path=chunk.path,
-                offset=chunk.offset,
-                bytes=chunk.length,
-            )
+            self._emit("download-chunk-finished", source, chunk, bytes=chunk.length)
             self.changed.set()
+
+    def _emit(self, event: str, source: Source, chunk: Chunk | None = None, **fields: Any) -> None:
+        where = {"path": chunk.path, "offset": chunk.offset} if chunk else {}
+        self.ctx.emit(
+            event,
+            game_id=self.game_id,
+            peer_id=source.peer_id,
+            peer_addr=source.addr,
+            **where,
+            **fields,
+        )
 
     async def progress(self, started: float) -> None:
         while True:

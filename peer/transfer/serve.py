@@ -35,6 +35,8 @@ def check_serve_gates(
     if gid in active_games:
         raise PeerError("not-servable", f"game {gid} has an operation in progress")
     root = games_dir / gid
+    if root.is_symlink():
+        raise PeerError("bad-path", f"game root {gid} is a symlink and never served")
     version = read_sentinel(root)
     if version is None:
         raise PeerError("not-servable", f"game {gid} is not downloaded here")
