@@ -21,10 +21,11 @@ class Lab:
         fixture: str | None = None,
         args: tuple[str, ...] = (),
         games_tmpfs: str | None = None,
+        mdns: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> PeerHandle:
         """Start a peer and wait until it is ready (its address is then on the handle)."""
-        spec = PeerSpec(name=name, fixture=fixture, args=args, games_tmpfs=games_tmpfs)
+        spec = PeerSpec(name=name, fixture=fixture, args=args, games_tmpfs=games_tmpfs, mdns=mdns)
         handle = PeerHandle(self.backend.create(spec), spec)
         self.peers.append(handle)
         handle.start(timeout=timeout)

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on; port 0 (default) picks a free one",
     )
     p.add_argument(
+        "--no-mdns",
+        dest="mdns",
+        action="store_false",
+        help="neither announce nor discover peers by mDNS (peers then join by `connect`)",
+    )
+    p.add_argument(
         "--chunk-size",
         type=_positive_int,
         default=32 * MIB,
@@ -144,6 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         listen_port=int(port),
         unrar=args.unrar,
         fixtures=tuple(args.fixture),
+        mdns=args.mdns,
         chunk_size=args.chunk_size,
         max_upload_rate=args.max_upload_rate,
         ping_interval=args.ping_interval,

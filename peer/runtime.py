@@ -21,6 +21,7 @@ import structlog
 from peer.aggregate import game_rows, sources_for
 from peer.catalog import require_catalog_game
 from peer.commands import Command
+from peer.discovery import Discovery, should_dial
 from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
 from peer.install import install_game, recover, uninstall_game
@@ -87,6 +88,7 @@ class Peer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._endpoint: ControlEndpoint | None = None
         self._data_server: asyncio.Server | None = None
+        self._discovery: Discovery | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -144,6 +146,14 @@ class Peer:
         log.info("ready", peer_id=self.peer_id, addr=self.addr, data_port=self.data_port)
         self.spawn(self._scan_loop(), "scan")
         self.spawn(self._liveness_loop(), "liveness")
+        if s.mdns:
+            host = self.addr.rpartition(":")[0]
+            self._discovery = Discovery(self.peer_id, host, port, self._discovered)
+            try:
+                await self._discovery.start()
+            except OSError as exc:  # no multicast here: say so and keep serving
+                self._discovery = None
+                log.warning("mdns unavailable", error=str(exc))
 
     def _seed_fixture(self, game_id: str) -> None:
         """`--fixture ID`: a tiny archive and a sentinel at the catalog version (or today's)."""
@@ -157,6 +167,8 @@ class Peer:
 
     async def shutdown(self) -> None:
         """Say goodbye to every peer so they drop us at once (S10), then close everything."""
+        if self._discovery is not None:
+            await self._discovery.close()
         goodbyes = [
             conn.request({"type": "goodbye", "peer_id": self.peer_id}, timeout=2.0)
             for conn in self.conns.values()
@@ -297,6 +309,20 @@ class Peer:
     async def _notify_peers_changed(self) -> None:
         async with self.peers_changed:
             self.peers_changed.notify_all()
+
+    def _discovered(self, peer_id: str, addr: str) -> None:
+        known = self.table.peers.get(peer_id)
+        if known is not None and known.addr == addr:
+            return
+        self.out.event("peer-discovered", peer_id=peer_id, addr=addr)
+        if should_dial(self.peer_id, peer_id):
+            self.spawn(self._dial_quietly(addr), f"dial-{addr}")
+
+    async def _dial_quietly(self, addr: str) -> None:
+        try:
+            await self.cmd_connect({"addr": addr})
+        except PeerError as exc:
+            log.warning("dialling a discovered peer failed", addr=addr, error=exc.message)
 
     def connection_closed(self, conn: ControlConnection) -> None:
         if conn.peer_id and self.conns.get(conn.peer_id) is conn:

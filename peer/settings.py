@@ -19,6 +19,7 @@ class Settings:
     listen_port: int = 0
     unrar: str | None = None
     fixtures: tuple[str, ...] = ()
+    mdns: bool = True
     # Transfer: chunk size as in upstream's seed (32 MiB); chunks in flight per source.
     chunk_size: int = 32 * MIB
     fetch_depth: int = 2

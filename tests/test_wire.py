@@ -104,3 +104,15 @@ def test_manifest_diff_names_missing_extra_and_changed(tmp_path: Path) -> None:
     diff = left.diff(right)
     assert any("differs" in d and " a " in d for d in diff)
     assert any("only right: b" in d for d in diff)
+
+
+def test_discovery_parses_only_compatible_announcements() -> None:
+    from peer.discovery import parse_announcement, should_dial
+
+    pid = "0" * 31 + "1"
+    good = {b"peer_id": pid.encode(), b"proto_ver": b"1"}
+    assert parse_announcement(good, ["10.0.0.2"], 4000) == (pid, "10.0.0.2:4000")
+    assert parse_announcement({**good, b"proto_ver": b"0"}, ["10.0.0.2"], 4000) is None
+    assert parse_announcement({b"peer_id": b"short"}, ["10.0.0.2"], 4000) is None
+    assert parse_announcement(good, [], 4000) is None
+    assert should_dial("a" * 32, "b" * 32) != should_dial("b" * 32, "a" * 32)

@@ -24,7 +24,12 @@ class PeerSpec:
     fixture: str | None = None
     args: tuple[str, ...] = ()
     games_tmpfs: str | None = None  # e.g. "32m": /games is a tmpfs of that size (Docker only)
+    mdns: bool = False  # off unless a scenario is about discovery: connects stay explicit
     env: dict[str, str] = field(default_factory=dict)
+
+    def peer_args(self) -> list[str]:
+        """Flags every backend passes after --games-dir/--state-dir/--listen."""
+        return [*([] if self.mdns else ["--no-mdns"]), *self.args]
 
 
 class PeerProcess(Protocol):

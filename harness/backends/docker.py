@@ -134,7 +134,7 @@ class DockerPeer:
             raise RuntimeError("a tmpfs /games cannot be seeded (docker cp cannot reach tmpfs)")
         self.container = client.containers.create(
             backend.image,
-            command=["--games-dir", GAMES, "--state-dir", STATE, *spec.args],
+            command=["--games-dir", GAMES, "--state-dir", STATE, *spec.peer_args()],
             stdin_open=True,
             tty=False,
             detach=True,

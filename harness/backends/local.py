@@ -35,8 +35,9 @@ def _pump(stream: IO[bytes], name: str, sink: LineSink) -> None:
 
 class LocalPeer:
     def __init__(self, spec: PeerSpec, workdir: Path) -> None:
-        if spec.games_tmpfs:
-            raise RuntimeError("the local backend cannot size-limit /games; use --backend docker")
+        if spec.games_tmpfs or spec.mdns:
+            # tmpfs needs a container; mDNS on the host would reach the machine's real network.
+            raise RuntimeError("the local backend has no tmpfs /games or mDNS; use docker")
         self.name = spec.name
         self.spec = spec
         self.games = workdir / "games"
@@ -58,7 +59,7 @@ class LocalPeer:
             str(self.state),
             "--listen",
             f"{self.host}:0",
-            *self.spec.args,
+            *self.spec.peer_args(),
         ]
         self.proc = subprocess.Popen(
             argv,
