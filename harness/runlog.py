@@ -58,7 +58,8 @@ class RunLog:
 
     def render(self, backend: str, workers: str) -> str:
         commit = _git("rev-parse", "--short", "HEAD") or "uncommitted"
-        dirty = " (with uncommitted changes)" if _git("status", "--porcelain") else ""
+        changed = _git("status", "--porcelain", "--", ".", ":!RUNLOG.md")
+        dirty = " (with uncommitted changes)" if changed else ""
         counts: dict[str, int] = {}
         for e in self.entries.values():
             counts[e.outcome] = counts.get(e.outcome, 0) + 1
