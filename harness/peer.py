@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import PeerProcess, PeerSpec
@@ -21,6 +22,19 @@ Record = dict[str, Any]
 Where = Mapping[str, Any] | Callable[[Record], bool] | None
 
 DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """Records [start, end) of one operation on one peer, and the event that ended it."""
+
+    start: int
+    end: int
+    terminal: Record
+
+    @property
+    def outcome(self) -> str:
+        return str(self.terminal["event"])
 
 
 class PeerCommandError(AssertionError):
@@ -219,8 +233,23 @@ class PeerHandle:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def connect(self, other: PeerHandle) -> Any:
-        return self.send("connect", addr=other.addr)
+    def connect(self, *others: PeerHandle) -> list[Any]:
+        """Connect to each of `others` in turn; returns their `connect` results."""
+        return [self.send("connect", addr=other.addr) for other in others]
+
+    def download(self, game_id: str, install: bool = False, timeout: float = 180.0) -> Window:
+        """Download `game_id` and wait for the operation's terminal event, success or not.
+
+        The returned window spans every record from the command to that event, so a scenario
+        can assert what did and did not happen over the whole download.
+        """
+        start = self.mark()
+        self.send("download", game_id=game_id, install=install)
+        last = ("install-finished", "install-failed") if install else ("download-finished",)
+        terminal = self.expect_one_of(
+            (*last, "download-failed"), where={"game_id": game_id}, since=start, timeout=timeout
+        )
+        return Window(start, self.index(terminal) + 1, terminal)
 
     def status(self) -> Any:
         return self.send("status")

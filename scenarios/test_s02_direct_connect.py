@@ -10,8 +10,7 @@ def test_s02_direct_connect(lab: Lab) -> None:
     alpha = lab.peer("alpha", fixture="fixture-alpha")
     bravo = lab.peer("bravo", fixture="fixture-bravo")
 
-    result = alpha.connect(bravo)
-    assert result == {"peer_id": bravo.peer_id, "addr": bravo.addr}
+    assert alpha.connect(bravo) == [{"peer_id": bravo.peer_id, "addr": bravo.addr}]
     bravo.expect("peer-connected", where={"peer_id": alpha.peer_id})
 
     for me, other, games in (

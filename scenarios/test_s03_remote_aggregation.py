@@ -11,8 +11,7 @@ def test_s03_remote_aggregation(lab: Lab) -> None:
     bravo = lab.peer("bravo", fixture="fixture-bravo")
     client = lab.peer("client")
 
-    client.connect(alpha)
-    client.connect(bravo)
+    client.connect(alpha, bravo)
 
     rows = client.list_games()  # asserts one row per game ID
     assert {gid: r["peer_count"] for gid, r in rows.items()} == {

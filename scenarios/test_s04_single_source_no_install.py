@@ -12,18 +12,16 @@ def test_s04_single_source_download_no_install(lab: Lab) -> None:
     client = lab.peer("client")
     client.connect(bravo)
 
-    start = client.mark()
-    client.send("download", game_id="bfbc2", install=False)
+    w = client.download("bfbc2", install=False)
+    assert w.outcome == "download-finished", w.terminal
     client.expect_sequence(
         "got-game-files",
         "download-begin",
         "download-finished",
         where={"game_id": "bfbc2"},
-        since=start,
+        since=w.start,
     )
-    end = client.mark()
-    client.no_event_since("download-failed", since=start, until=end)
-    client.no_event_since("install-begin", since=start, until=end)
+    client.no_event_since("install-begin", since=w.start, until=w.end)
 
     game = client.game("bfbc2")
     assert game is not None

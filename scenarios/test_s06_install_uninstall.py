@@ -11,8 +11,7 @@ def test_s06_manual_install_and_uninstall(lab: Lab) -> None:
     bravo = lab.peer("bravo", fixture="fixture-bravo")
     client = lab.peer("client")
     client.connect(bravo)
-    client.send("download", game_id="bfbc2", install=False)
-    client.expect("download-finished", where={"game_id": "bfbc2"})
+    assert client.download("bfbc2", install=False).outcome == "download-finished"
     source = bravo.manifest("bfbc2")
 
     mark = client.mark()

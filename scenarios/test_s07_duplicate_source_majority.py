@@ -11,14 +11,12 @@ def test_s07_duplicate_source_majority_download(lab: Lab) -> None:
     alpha = lab.peer("alpha", fixture="fixture-alpha")
     bravo = lab.peer("bravo", fixture="fixture-bravo")
     client = lab.peer("client")
-    client.connect(alpha)
-    client.connect(bravo)
+    client.connect(alpha, bravo)
     assert client.list_games()["ggoo"]["peer_count"] == 2
 
-    start = client.mark()
-    client.send("download", game_id="ggoo", install=False)
-    client.expect("download-finished", where={"game_id": "ggoo"}, since=start)
-    end = client.mark()
+    w = client.download("ggoo", install=False)
+    assert w.outcome == "download-finished", w.terminal
+    start, end = w.start, w.end
 
     files = client.events("got-game-files", since=start, until=end)
     assert len(files) == 1

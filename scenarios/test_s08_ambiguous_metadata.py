@@ -10,8 +10,7 @@ def test_s08_ambiguous_metadata_rejection(lab: Lab) -> None:
     alpha = lab.peer("alpha", fixture="fixture-alpha")
     other = lab.peer("other", fixture="fixture-conflict")  # same ggoo version, other size
     client = lab.peer("client")
-    client.connect(alpha)
-    client.connect(other)
+    client.connect(alpha, other)
     assert client.list_games()["ggoo"]["peer_count"] == 2
     sizes = {
         alpha.manifest("ggoo").files["ggoo.eti"][0],
@@ -19,13 +18,10 @@ def test_s08_ambiguous_metadata_rejection(lab: Lab) -> None:
     }
     assert len(sizes) == 2, "the fixture must really conflict"
 
-    start = client.mark()
-    client.send("download", game_id="ggoo", install=False)
-    failed = client.expect("download-failed", where={"game_id": "ggoo"}, since=start)
-    assert failed["code"] == "ambiguous-metadata", failed
-    end = client.mark()
-    for never in ("got-game-files", "download-begin", "download-finished"):
-        client.no_event_since(never, since=start, until=end)
+    w = client.download("ggoo", install=False)
+    assert (w.outcome, w.terminal["code"]) == ("download-failed", "ambiguous-metadata"), w.terminal
+    for never in ("got-game-files", "download-begin"):
+        client.no_event_since(never, since=w.start, until=w.end)
     assert not client.exists("ggoo/version.ini")
     assert client.game("ggoo") is None
     assert client.status()["active_operations"] == []

@@ -18,8 +18,7 @@ def test_s10_shutdown_and_goodbye_cleanup(lab: Lab) -> None:
     alpha = lab.peer("alpha", fixture="fixture-alpha", args=LIVENESS)
     bravo = lab.peer("bravo", fixture="fixture-bravo")
     charlie = lab.peer("charlie", fixture="fixture-conflict")
-    alpha.connect(bravo)
-    alpha.connect(charlie)
+    alpha.connect(bravo, charlie)
     assert {p["peer_id"] for p in alpha.list_peers()} == {bravo.peer_id, charlie.peer_id}
     assert alpha.list_games()["bfbc2"]["peer_count"] == 1
 

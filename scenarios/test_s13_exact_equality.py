@@ -12,20 +12,15 @@ def test_s13_exact_transferred_file_equality(lab: Lab, figure: Figure) -> None:
     alpha = lab.peer("alpha", fixture="fixture-alpha")
     bravo = lab.peer("bravo", fixture="fixture-bravo")
     client = lab.peer("client")
-    client.connect(alpha)
-    client.connect(bravo)
+    client.connect(alpha, bravo)
 
     for game_id, source in (("bfbc2", bravo), ("alienswarm", alpha)):
-        mark = client.mark()
-        client.send("download", game_id=game_id, install=False)
-        done = client.expect(
-            "download-finished", where={"game_id": game_id}, since=mark, timeout=180
-        )
-        client.no_event_since("download-failed", since=mark)
+        w = client.download(game_id, install=False)
+        assert w.outcome == "download-finished", w.terminal
         expected = source.manifest(game_id)
         got = client.manifest(game_id)
         assert_same(got, expected, f"{game_id} client vs {source.name}")
         # No extra or missing files anywhere in the root, bookkeeping included.
         assert client.files(game_id) == sorted(expected.files)
-        figure(f"{game_id}_mib_per_s", done["mib_per_s"])
-    assert done["chunks"] >= 4, "the large game spans several chunks"
+        figure(f"{game_id}_mib_per_s", w.terminal["mib_per_s"])
+    assert w.terminal["chunks"] >= 4, "the large game spans several chunks"

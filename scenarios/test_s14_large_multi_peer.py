@@ -15,21 +15,15 @@ def test_s14_large_multi_peer_chunked_download(lab: Lab, figure: Figure) -> None
     alpha = lab.peer("alpha", fixture="fixture-alpha")
     stage = lab.peer("stage")
     stage.connect(alpha)
-    stage.send("download", game_id="alienswarm", install=False)
-    stage.expect("download-finished", where={"game_id": "alienswarm"}, timeout=180)
+    assert stage.download("alienswarm").outcome == "download-finished"
 
     client = lab.peer("client")
-    client.connect(alpha)
-    client.connect(stage)
+    client.connect(alpha, stage)
     assert client.list_games()["alienswarm"]["peer_count"] == 2
 
-    start = client.mark()
-    client.send("download", game_id="alienswarm", install=False)
-    done = client.expect(
-        "download-finished", where={"game_id": "alienswarm"}, since=start, timeout=180
-    )
-    end = client.mark()
-    client.no_event_since("download-failed", since=start, until=end)
+    w = client.download("alienswarm")
+    assert w.outcome == "download-finished", w.terminal
+    start, end = w.start, w.end
 
     size = alpha.manifest("alienswarm").files["alienswarm.eti"][0]
     assert size > 100_000_000 and -(-size // CHUNK) == 4, "the archive spans exactly 4 chunks"
@@ -44,5 +38,5 @@ def test_s14_large_multi_peer_chunked_download(lab: Lab, figure: Figure) -> None
     assert abs(per_source[alpha.addr] - per_source[stage.addr]) <= CHUNK, per_source
 
     assert_same(client.manifest("alienswarm"), alpha.manifest("alienswarm"), "alienswarm")
-    figure("mib_per_s", done["mib_per_s"])
+    figure("mib_per_s", w.terminal["mib_per_s"])
     figure("bytes_per_source", "/".join(str(v) for v in sorted(per_source.values())))

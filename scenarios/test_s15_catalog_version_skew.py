@@ -12,8 +12,7 @@ def test_s15_catalog_version_skew(lab: Lab) -> None:
     stale_b = lab.peer("stale-b", fixture="fixture-stale-b")
     current = lab.peer("current", fixture="fixture-bravo")
     client = lab.peer("client")
-    for peer in (stale_a, stale_b, current):
-        client.connect(peer)
+    client.connect(stale_a, stale_b, current)
 
     catalog_version = "20250301"
     assert stale_a.read("cnc4/version.ini") != stale_b.read("cnc4/version.ini")
@@ -24,10 +23,9 @@ def test_s15_catalog_version_skew(lab: Lab) -> None:
         [current.peer_id],
     )
 
-    start = client.mark()
-    client.send("download", game_id="cnc4", install=False)
-    client.expect("download-finished", where={"game_id": "cnc4"}, since=start)
-    end = client.mark()
+    w = client.download("cnc4", install=False)
+    assert w.outcome == "download-finished", w.terminal
+    start, end = w.start, w.end
     (files,) = client.events("got-game-files", since=start, until=end)
     assert [s["peer_addr"] for s in files["sources"]] == [current.addr]
     chunks = client.events("download-chunk-finished", since=start, until=end)

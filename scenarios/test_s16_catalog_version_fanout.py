@@ -12,16 +12,14 @@ def test_s16_catalog_version_fanout_with_stale_peer(lab: Lab) -> None:
     b = lab.peer("b", fixture="fixture-alpha")
     c = lab.peer("c", fixture="fixture-alpha")
     client = lab.peer("client")
-    for peer in (stale, b, c):
-        client.connect(peer)
+    client.connect(stale, b, c)
 
     row = client.list_games()["alienswarm"]
     assert row["peer_count"] == 2 and set(row["peers"]) == {b.peer_id, c.peer_id}
 
-    start = client.mark()
-    client.send("download", game_id="alienswarm", install=False)
-    client.expect("download-finished", where={"game_id": "alienswarm"}, since=start, timeout=180)
-    end = client.mark()
+    w = client.download("alienswarm", install=False)
+    assert w.outcome == "download-finished", w.terminal
+    start, end = w.start, w.end
     (files,) = client.events("got-game-files", since=start, until=end)
     assert {s["peer_addr"] for s in files["sources"]} == {b.addr, c.addr}
     chunks = client.events("download-chunk-finished", since=start, until=end)

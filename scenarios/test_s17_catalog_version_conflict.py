@@ -15,17 +15,15 @@ def test_s17_catalog_version_conflict_rejection(lab: Lab) -> None:
     b = lab.peer("b", fixture="fixture-bravo")
     c = lab.peer("c", fixture="fixture-conflict")
     client = lab.peer("client")
-    for peer in (stale, b, c):
-        client.connect(peer)
+    client.connect(stale, b, c)
     row = client.list_games()["cnc4"]
     assert row["peer_count"] == 2 and set(row["peers"]) == {b.peer_id, c.peer_id}
 
-    start = client.mark()
-    client.send("download", game_id="cnc4", install=False)
-    failed = client.expect("download-failed", where={"game_id": "cnc4"}, since=start)
-    end = client.mark()
-    assert failed["code"] == "ambiguous-metadata" and "(2 variants" in failed["reason"], failed
+    w = client.download("cnc4", install=False)
+    failed = w.terminal
+    assert (w.outcome, failed["code"]) == ("download-failed", "ambiguous-metadata"), failed
+    assert "(2 variants" in failed["reason"], failed
     for never in ("got-game-files", "download-begin", "download-chunk-finished"):
-        client.no_event_since(never, since=start, until=end)
+        client.no_event_since(never, since=w.start, until=w.end)
     assert not client.exists("cnc4/version.ini")
     assert client.status()["active_operations"] == []

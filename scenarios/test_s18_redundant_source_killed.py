@@ -17,8 +17,7 @@ def test_s18_redundant_source_killed_mid_download(lab: Lab) -> None:
     survivor = lab.peer("survivor", fixture="fixture-alpha", args=RATE)
     victim = lab.peer("victim", fixture="fixture-alpha", args=RATE)
     client = lab.peer("client")
-    client.connect(survivor)
-    client.connect(victim)
+    client.connect(survivor, victim)
 
     start = client.mark()
     client.send("download", game_id="alienswarm", install=False)

@@ -43,14 +43,11 @@ def test_x01_corrupt_source_is_excluded_and_bytes_refetched(lab: Lab) -> None:
     client = lab.peer("client")
     liar = make_liar(lab, client)
     assert liar.manifest("alienswarm").diff(honest.manifest("alienswarm")), "liar is corrupted"
-    client.connect(honest)
-    client.connect(liar)
+    client.connect(honest, liar)
 
-    start = client.mark()
-    client.send("download", game_id="alienswarm", install=False)
-    client.expect("download-finished", where={"game_id": "alienswarm"}, since=start, timeout=180)
-    end = client.mark()
-    client.no_event_since("download-failed", since=start, until=end)
+    w = client.download("alienswarm", install=False)
+    assert w.outcome == "download-finished", w.terminal
+    start, end = w.start, w.end
     (excluded,) = client.events("download-source-excluded", since=start, until=end)
     assert (excluded["peer_addr"], excluded["code"]) == (liar.addr, "bad-chunk")
     bad = client.events("download-chunk-failed", since=start, until=end)
@@ -64,12 +61,7 @@ def test_x01_corrupt_source_is_excluded_and_bytes_refetched(lab: Lab) -> None:
 
     lonely = lab.peer("lonely")
     lonely.connect(liar)
-    start = lonely.mark()
-    lonely.send("download", game_id="alienswarm", install=False)
-    failed = lonely.expect(
-        "download-failed", where={"game_id": "alienswarm"}, since=start, timeout=180
-    )
-    assert failed["code"] == "sources-lost", failed
-    lonely.no_event_since("download-finished", since=start)
+    w = lonely.download("alienswarm", install=False)
+    assert (w.outcome, w.terminal["code"]) == ("download-failed", "sources-lost"), w.terminal
     assert not lonely.exists("alienswarm/version.ini")
     assert lonely.game("alienswarm") is None
