@@ -315,6 +315,22 @@ class PeerHandle:
         assert rc == 0, f"cannot read {rel} on {self.name}: {out[-300:]!r}"
         return out
 
+    def write(self, rel: str, data: bytes) -> None:
+        """Create or replace a file in the games root atomically (as an external tool would)."""
+        script = (
+            "import os, sys\n"
+            "p = sys.argv[1]\n"
+            "os.makedirs(os.path.dirname(p), exist_ok=True)\n"
+            "open(p + '.tmp', 'wb').write(bytes.fromhex(sys.argv[2]))\n"
+            "os.replace(p + '.tmp', p)\n"
+        )
+        rc, out = self.run("python3", "-c", script, self.process.path(rel), data.hex())
+        assert rc == 0, f"cannot write {rel} on {self.name}: {out[-300:]!r}"
+
+    def remove(self, rel: str) -> None:
+        rc, out = self.run("rm", "-rf", self.process.path(rel))
+        assert rc == 0, f"cannot remove {rel} on {self.name}: {out[-300:]!r}"
+
     def files(self, game_id: str) -> list[str]:
         """Every regular file under the game root, relative to it (including `local/`)."""
         return sorted(self.manifest(game_id, skip=()).files)
