@@ -27,7 +27,7 @@ def test_s12_transfer_serving_gates(lab: Lab) -> None:
     # The source serves bravo's games plus a non-catalog fixture root (its catalog lacks it).
     source = lab.peer("source", fixture="fixture-bravo", args=("--fixture", "mystery-game"))
     stale = lab.peer("stale", fixture="fixture-stale-b")  # cnc4 at a non-catalog version
-    slow = lab.peer("slow", fixture="fixture-bravo", args=("--max-upload-rate", "262144"))
+    slow = lab.peer("slow", fixture="fixture-bravo", args=("--max-upload-rate", "131072"))
     client = lab.peer("client")
 
     # Control: the same probe gets a real answer for a servable game and chunk.

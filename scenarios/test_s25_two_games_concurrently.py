@@ -8,7 +8,8 @@ from harness.manifest import assert_same
 
 @pytest.mark.scenario("S25")
 def test_s25_one_client_two_games_concurrently(lab: Lab) -> None:
-    bravo = lab.peer("bravo", fixture="fixture-bravo")
+    # 512 KiB/s: the 1 MiB game cannot finish before the second command arrives.
+    bravo = lab.peer("bravo", fixture="fixture-bravo", args=("--max-upload-rate", "524288"))
     client = lab.peer("client")
     client.connect(bravo)
 
