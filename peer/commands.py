@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from peer.errors import PeerError
+
+# A newline in a user name would inject lines into the ini files `play` stamps.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ SPECS: dict[str, dict[str, Field]] = {
     "install": {"game_id": Field(str)},
     "uninstall": {"game_id": Field(str)},
     "wait-peers": {"count": _opt(int, 1), "timeout_s": _opt(float, 30.0)},
+    "play": {"game_id": Field(str), "username": Field(str), "language": Field(str)},
     "shutdown": {},
 }
 
@@ -61,6 +66,13 @@ def _check(name: str, value: Any, spec: Field, cmd: str, request_id: Any) -> Any
     ok = isinstance(value, spec.kind) and not (spec.kind is not bool and isinstance(value, bool))
     if spec.kind is float and ok and not math.isfinite(value):
         ok = False
+    if spec.kind is str and ok and (not value or len(value) > 4096 or _CONTROL.search(value)):
+        raise CommandError(
+            "bad-field",
+            f"field {name!r} of {cmd} must be 1-4096 characters without control characters",
+            cmd,
+            request_id,
+        )
     if not ok:
         raise CommandError(
             "bad-field",

@@ -25,10 +25,11 @@ from peer.discovery import Discovery, should_dial
 from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
 from peer.install import install_game, recover, uninstall_game
+from peer.launch import MARKER, apply_launch_settings
 from peer.library import scan_library
 from peer.mesh import Hello, PeerTable, RemotePeer
 from peer.output import Output
-from peer.paths import SENTINEL, check_game_id
+from peer.paths import LOCAL_DIR, SENTINEL, check_game_id
 from peer.settings import Settings
 from peer.transfer.fetch import FetchSettings, Source, download_game
 from peer.transfer.serve import DescriptorCache, check_serve_gates
@@ -568,7 +569,7 @@ class Peer:
     def _install_sync(self, game_id: str) -> None:
         install_game(self.games_dir / game_id, self.unpacker)
         # A fresh local/ has never been played: the next `play` stamps launch settings again.
-        marker = self.settings.state_dir / "games" / game_id / "launch_settings_applied"
+        marker = self.settings.state_dir / "games" / game_id / MARKER
         marker.unlink(missing_ok=True)
 
     async def _finish_in_thread(
@@ -584,6 +585,27 @@ class Peer:
             return
         self._end(game_id)
         self.out.event(f"{what}-finished", game_id=game_id)
+
+    async def cmd_play(self, args: dict[str, Any]) -> Any:
+        """Stamp launch settings on first play; the result says what was written."""
+        game_id = args["game_id"]
+        require_catalog_game(self.catalog, game_id)
+        state = self.local.get(game_id)
+        if state is None or not state.installed:
+            raise PeerError("not-installed", f"game {game_id} is not installed")
+        if game_id in self.operations:
+            raise PeerError(
+                "operation-in-progress", f"operation already in progress for game {game_id}"
+            )
+        marker = self.settings.state_dir / "games" / game_id / MARKER
+        return await asyncio.get_running_loop().run_in_executor(
+            None,
+            apply_launch_settings,
+            self.games_dir / game_id / LOCAL_DIR,
+            marker,
+            args["username"],
+            args["language"],
+        )
 
     async def cmd_uninstall(self, args: dict[str, Any]) -> Any:
         game_id = args["game_id"]

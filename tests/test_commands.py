@@ -30,6 +30,8 @@ def test_download_defaults_to_install() -> None:
         ('{"cmd":"wait-peers","count":true}', "bad-field"),
         ('{"cmd":"wait-peers","timeout_s":NaN}', "bad-field"),
         ('{"cmd":"status","id":[1]}', "bad-field"),
+        ('{"cmd":"play","game_id":"css","username":"a\\nb","language":"en"}', "bad-field"),
+        ('{"cmd":"play","game_id":"css","username":"","language":"en"}', "bad-field"),
     ],
 )
 def test_bad_lines_get_stable_codes(line: str, code: str) -> None:

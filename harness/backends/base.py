@@ -57,9 +57,13 @@ class PeerProcess(Protocol):
     def path(self, rel: str) -> str:
         """The absolute path of `rel` (relative to the games root) as `run` sees it."""
 
+    def state_path(self, rel: str) -> str:
+        """The absolute path of `rel` (relative to the state dir) as `run` sees it."""
+
 
 class Backend(Protocol):
     name: str
+    unrar: str  # the unrar a peer in this backend passes as --unrar
 
     def create(self, spec: PeerSpec) -> PeerProcess: ...
 

@@ -207,9 +207,13 @@ class DockerPeer:
     def path(self, rel: str) -> str:
         return f"{GAMES}/{rel}"
 
+    def state_path(self, rel: str) -> str:
+        return f"{STATE}/{rel}"
+
 
 class DockerBackend:
     name = "docker"
+    unrar = "/usr/local/bin/unrar"  # the image's sidecar, as upstream ships it
 
     def __init__(self, run_id: str) -> None:
         self.client = docker.from_env()

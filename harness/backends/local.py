@@ -100,9 +100,13 @@ class LocalPeer:
     def path(self, rel: str) -> str:
         return str(self.games / rel)
 
+    def state_path(self, rel: str) -> str:
+        return str(self.state / rel)
+
 
 class LocalBackend:
     name = "local"
+    unrar = shutil.which("unrar") or "unrar"  # scripts/setup.sh installs it
 
     def __init__(self, run_id: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=f"lanpeer-{run_id}-"))

@@ -1,0 +1,94 @@
+"""First-play launch settings (`play`): stamp the player's name and language into the install.
+
+Stamping happens on the first play, not at install, and a marker in the state dir records
+that it was *tried*: it is written even when no file matched, and a second play rewrites
+nothing (PEER_CLI_SCENARIOS.md, first-play contract). Install clears the marker, so a fresh
+`local/` is stamped again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+ACCOUNT_FILE = "account_name.txt"
+LANGUAGE_FILE = "language.txt"
+PERSONA_FILE = "SmartSteamEmu.ini"
+MARKER = "launch_settings_applied"
+
+_PERSONA_LINE = re.compile(
+    rb"^(?P<head>[ \t]*PersonaName[ \t]*=[ \t]*)(?P<value>[^\r\n]*?)"
+    rb"(?P<tail>[ \t]*)(?P<eol>\r?\n|)$"
+)
+
+
+def find_first(root: Path, name: str) -> Path | None:
+    """The first regular file called `name` in an alphabetical depth-first walk; no symlinks."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.is_symlink():
+            continue
+        if entry.is_file() and entry.name == name:
+            return Path(entry.path)
+        if entry.is_dir():
+            found = find_first(Path(entry.path), name)
+            if found is not None:
+                return found
+    return None
+
+
+def set_persona_name(text: bytes, username: str) -> bytes | None:
+    """Replace the value of the first `PersonaName=` line, keeping its spacing and line ending;
+    None when there is no such line."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        match = _PERSONA_LINE.match(line)
+        if match:
+            lines[i] = match["head"] + username.encode() + match["tail"] + match["eol"]
+            return b"".join(lines)
+    return None
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".lanpeer-tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def apply_launch_settings(
+    local_dir: Path, marker: Path, username: str, language: str
+) -> dict[str, bool]:
+    """Stamp once; report what was written (all False and already_applied on later plays)."""
+    if marker.exists():
+        return {
+            "already_applied": True,
+            "account_name_written": False,
+            "language_written": False,
+            "persona_name_written": False,
+        }
+    written = {
+        "account_name_written": False,
+        "language_written": False,
+        "persona_name_written": False,
+    }
+    account = find_first(local_dir, ACCOUNT_FILE)
+    if account is not None:
+        _replace(account, username.encode())
+        written["account_name_written"] = True
+    lang = find_first(local_dir, LANGUAGE_FILE)
+    if lang is not None:
+        _replace(lang, language.encode())
+        written["language_written"] = True
+    persona = find_first(local_dir, PERSONA_FILE)
+    if persona is not None:
+        updated = set_persona_name(persona.read_bytes(), username)
+        if updated is not None:
+            _replace(persona, updated)
+            written["persona_name_written"] = True
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return {"already_applied": False, **written}
