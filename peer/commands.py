@@ -38,6 +38,7 @@ SPECS: dict[str, dict[str, Field]] = {
     "download": {"game_id": Field(str), "install": _opt(bool, True)},
     "install": {"game_id": Field(str)},
     "uninstall": {"game_id": Field(str)},
+    "cancel-download": {"game_id": Field(str)},
     "wait-peers": {"count": _opt(int, 1), "timeout_s": _opt(float, 30.0)},
     "play": {"game_id": Field(str), "username": Field(str), "language": Field(str)},
     "shutdown": {},

@@ -67,6 +67,24 @@ def uninstall_game(root: Path) -> None:
         raise PeerError("uninstall-failed", f"uninstall of {root.name} failed: {exc}") from exc
 
 
+# Names a cancelled download leaves alone: the install and its staging belong to the user, and
+# the rest belong to external tools (upstream's preserved set).
+KEPT_ON_CANCEL = frozenset(
+    {LOCAL_DIR, STAGING_DIR, BACKUP_DIR, ".lanspread.json", ".softlan_game_installed", ".sync"}
+)
+
+
+def discard_partial(root: Path) -> None:
+    """Delete what a cancelled download wrote, keeping KEPT_ON_CANCEL; drop an emptied root."""
+    if not root.is_dir() or root.is_symlink():
+        return
+    for entry in root.iterdir():
+        if entry.name not in KEPT_ON_CANCEL:
+            _remove_tree(entry)
+    if not any(root.iterdir()):
+        root.rmdir()
+
+
 def recover(root: Path) -> None:
     """Finish or undo a transaction a crash interrupted, judged from the filesystem alone.
 

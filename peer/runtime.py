@@ -24,7 +24,7 @@ from peer.commands import Command
 from peer.discovery import Discovery, should_dial
 from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
-from peer.install import install_game, recover, uninstall_game
+from peer.install import discard_partial, install_game, recover, uninstall_game
 from peer.launch import MARKER, apply_launch_settings
 from peer.library import scan_library
 from peer.mesh import Hello, PeerTable, RemotePeer
@@ -90,6 +90,7 @@ class Peer:
         self._endpoint: ControlEndpoint | None = None
         self._data_server: asyncio.Server | None = None
         self._discovery: Discovery | None = None
+        self._downloads: dict[str, asyncio.Task[Any]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -475,9 +476,8 @@ class Peer:
         count, timeout = args["count"], args["timeout_s"]
         try:
             async with self.peers_changed:
-                await asyncio.wait_for(
-                    self.peers_changed.wait_for(lambda: len(self.table.peers) >= count), timeout
-                )
+                async with asyncio.timeout(timeout):
+                    await self.peers_changed.wait_for(lambda: len(self.table.peers) >= count)
         except TimeoutError:
             raise PeerError(
                 "timeout",
@@ -514,8 +514,25 @@ class Peer:
             raise PeerError("no-peers", f"no peers have game {game_id}")
         self._begin(game_id, DOWNLOADING)
         plan = [Source(p.peer_id, p.addr, p.host, p.data_port, p.data_token) for p in sources]
-        self.spawn(self._download(game_id, version, plan, args["install"]), f"dl-{game_id}")
+        self._downloads[game_id] = self.spawn(
+            self._download(game_id, version, plan, args["install"]), f"dl-{game_id}"
+        )
         return {"game_id": game_id, "sources": [p.addr for p in sources]}
+
+    async def cmd_cancel_download(self, args: dict[str, Any]) -> Any:
+        """Stop a download in its transfer phase and remove its partial files.
+
+        A cancel is the user's choice, not a failure: it ends with `download-cancelled`, never
+        `download-failed`. Once the bytes are committed and an install runs, it is too late.
+        """
+        game_id = args["game_id"]
+        require_catalog_game(self.catalog, game_id)
+        task = self._downloads.get(game_id)
+        if task is None or self.operations.get(game_id) != DOWNLOADING:
+            raise PeerError("not-downloading", f"no download of {game_id} to cancel")
+        task.cancel()
+        await asyncio.wait({task})
+        return {"game_id": game_id, "cancelled": True}
 
     async def request_peer(self, peer_id: str, message: Message) -> Message:
         conn = self.conns.get(peer_id)
@@ -529,10 +546,25 @@ class Peer:
     async def _download(
         self, game_id: str, version: str, sources: list[Source], install: bool
     ) -> None:
+        try:
+            await self._download_steps(game_id, version, sources, install)
+        finally:
+            self._downloads.pop(game_id, None)
+
+    async def _download_steps(
+        self, game_id: str, version: str, sources: list[Source], install: bool
+    ) -> None:
         s = self.settings
         fetch = FetchSettings(s.fetch_depth, s.chunk_idle_timeout, s.progress_interval)
         try:
             figures = await download_game(self, fetch, self.games_dir, game_id, version, sources)
+        except asyncio.CancelledError:
+            await asyncio.get_running_loop().run_in_executor(
+                None, discard_partial, self.games_dir / game_id
+            )
+            self._end(game_id)
+            self.out.event("download-cancelled", game_id=game_id)
+            return
         except PeerError as exc:
             self._end(game_id)
             self.out.event("download-failed", game_id=game_id, code=exc.code, reason=exc.message)

@@ -128,7 +128,8 @@ class ControlConnection(QuicConnectionProtocol):
         self._quic.send_stream_data(stream_id, encode(message), end_stream=True)
         self.transmit()
         try:
-            data = await asyncio.wait_for(future, timeout or self._request_timeout)
+            async with asyncio.timeout(timeout or self._request_timeout):
+                data = await future
         except TimeoutError:
             self._pending.pop(stream_id, None)
             raise PeerError("peer-unreachable", f"no reply to {message['type']}") from None
@@ -183,7 +184,8 @@ class ControlEndpoint:
                 lambda: self._protocol(quic), local_addr=("0.0.0.0", 0)
             )
             protocol.connect((remote[0], remote[1]))
-            await asyncio.wait_for(protocol.wait_connected(), timeout)
+            async with asyncio.timeout(timeout):
+                await protocol.wait_connected()
         except (OSError, TimeoutError, ConnectionError) as exc:
             raise PeerError("connect-failed", f"cannot reach {host}:{port}: {exc!r}") from None
         assert isinstance(protocol, ControlConnection)
@@ -229,7 +231,8 @@ async def serve_data(host: str, port: int, gate: DataGate, limiter: RateLimiter)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 30)
+            async with asyncio.timeout(30):
+                line = await reader.readline()
             try:
                 request = json.loads(line)
                 if not isinstance(request, dict):
@@ -272,13 +275,15 @@ async def fetch_chunk(
 ) -> int:
     """Fetch one chunk, handing each received slice to `write(relative_offset, data)`."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), idle_timeout)
+        async with asyncio.timeout(idle_timeout):
+            reader, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError) as exc:
         raise PeerError("peer-unreachable", f"data channel {host}:{port}: {exc!r}") from None
     try:
         writer.write(encode(request) + b"\n")
         await writer.drain()
-        header = json.loads(await asyncio.wait_for(reader.readline(), idle_timeout) or b"null")
+        async with asyncio.timeout(idle_timeout):
+            header = json.loads(await reader.readline() or b"null")
         if not isinstance(header, dict):
             raise PeerError("peer-unreachable", "data channel closed before a header")
         if header.get("type") == "error":
@@ -286,9 +291,8 @@ async def fetch_chunk(
         length = int(header["length"])
         received = 0
         while received < length:
-            data = await asyncio.wait_for(
-                reader.read(min(RECV_SLICE, length - received)), idle_timeout
-            )
+            async with asyncio.timeout(idle_timeout):
+                data = await reader.read(min(RECV_SLICE, length - received))
             if not data:
                 raise PeerError("peer-unreachable", f"data channel closed at {received}/{length}")
             write(received, data)

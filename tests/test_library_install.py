@@ -104,3 +104,18 @@ def test_recover_discards_staging_and_restores_interrupted_update(tmp_path: Path
     recover(root)
     assert not (root / ".local.installing").exists()
     assert (root / "local" / "save.dat").read_text() == "keep me"
+
+
+def test_discard_partial_keeps_the_install_and_external_tools_files(tmp_path: Path) -> None:
+    from peer.install import discard_partial
+
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"partial"})
+    (root / "local").mkdir()
+    (root / ".sync").mkdir()
+    (root / "sub").mkdir()
+    (root / "sub" / "x").write_text("partial")
+    discard_partial(root)
+    assert sorted(p.name for p in root.iterdir()) == [".sync", "local"]
+    empty = make_game(tmp_path, "ggoo", {"ggoo.eti": b"partial"})
+    discard_partial(empty)
+    assert not empty.exists(), "a root left empty is removed"

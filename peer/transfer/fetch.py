@@ -119,6 +119,7 @@ class _Download:
         self.per_source: dict[str, int] = dict.fromkeys(sources, 0)
         self.fds: dict[str, int] = {}
         self.changed = asyncio.Event()
+        self.stopped = False  # set when the download ends for any reason; idle workers leave
 
     def fd(self, rel: str) -> int:
         if rel not in self.fds:
@@ -155,7 +156,7 @@ class _Download:
             )
 
     async def worker(self, sched: Scheduler, source: Source) -> None:
-        while not sched.finished:
+        while not sched.finished and not self.stopped:
             chunk = sched.next_for(source.peer_id)
             if chunk is None:
                 if source.peer_id in sched.dead or sched.stranded:
@@ -218,6 +219,8 @@ class _Download:
             for finished in asyncio.as_completed(workers):
                 await finished
         finally:
+            self.stopped = True
+            self.changed.set()
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
