@@ -60,9 +60,19 @@ def _advertised_host(host: str) -> str:
     if host not in ("0.0.0.0", ""):
         return host
     try:
-        return socket.gethostbyname(socket.gethostname())
+        named = socket.gethostbyname(socket.gethostname())
     except OSError:
-        return "127.0.0.1"
+        named = "127.0.0.1"
+    if not named.startswith("127."):
+        return named  # e.g. a container's address on its network
+    # Debian maps the host name to 127.0.1.1. Ask the kernel which source address it would use
+    # for the mDNS group instead: connecting a UDP socket sends nothing.
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("224.0.0.251", 5353))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return named
 
 
 class Peer:
