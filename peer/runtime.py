@@ -250,11 +250,29 @@ class Peer:
 
     # -- operations ----------------------------------------------------------------------------
 
-    def _begin(self, game_id: str, kind: str) -> None:
-        if game_id in self.operations:
+    def _require(
+        self,
+        game_id: str,
+        *,
+        downloaded: bool = False,
+        installed: bool = False,
+        idle: bool = False,
+    ) -> str:
+        """The checks every game command starts with; returns the catalog version."""
+        version = require_catalog_game(self.catalog, game_id)
+        state = self.local.get(game_id)
+        if downloaded and not (state and state.downloaded):
+            raise PeerError("not-downloaded", f"game {game_id} is not downloaded")
+        if installed and not (state and state.installed):
+            raise PeerError("not-installed", f"game {game_id} is not installed")
+        if idle and game_id in self.operations:
             raise PeerError(
                 "operation-in-progress", f"operation already in progress for game {game_id}"
             )
+        return version
+
+    def _begin(self, game_id: str, kind: str) -> None:
+        self._require(game_id, idle=True)
         self.operations[game_id] = kind
         self._operations_changed()
 
@@ -513,11 +531,7 @@ class Peer:
 
     async def cmd_download(self, args: dict[str, Any]) -> Any:
         game_id = args["game_id"]
-        version = require_catalog_game(self.catalog, game_id)
-        if game_id in self.operations:
-            raise PeerError(
-                "operation-in-progress", f"operation already in progress for game {game_id}"
-            )
+        version = self._require(game_id, idle=True)
         sources = sources_for(game_id, self.catalog, self.table.peers.values())
         if not sources:
             self.out.event("no-peers-have-game", game_id=game_id)
@@ -536,7 +550,7 @@ class Peer:
         `download-failed`. Once the bytes are committed and an install runs, it is too late.
         """
         game_id = args["game_id"]
-        require_catalog_game(self.catalog, game_id)
+        self._require(game_id)
         task = self._downloads.get(game_id)
         if task is None or self.operations.get(game_id) != DOWNLOADING:
             raise PeerError("not-downloading", f"no download of {game_id} to cancel")
@@ -596,10 +610,7 @@ class Peer:
 
     async def cmd_install(self, args: dict[str, Any]) -> Any:
         game_id = args["game_id"]
-        require_catalog_game(self.catalog, game_id)
-        state = self.local.get(game_id)
-        if state is None or not state.downloaded:
-            raise PeerError("not-downloaded", f"game {game_id} is not downloaded")
+        self._require(game_id, downloaded=True)
         self._begin(game_id, INSTALLING)
         self.spawn(self._install(game_id), f"install-{game_id}")
         return {"game_id": game_id}
@@ -631,14 +642,7 @@ class Peer:
     async def cmd_play(self, args: dict[str, Any]) -> Any:
         """Stamp launch settings on first play; the result says what was written."""
         game_id = args["game_id"]
-        require_catalog_game(self.catalog, game_id)
-        state = self.local.get(game_id)
-        if state is None or not state.installed:
-            raise PeerError("not-installed", f"game {game_id} is not installed")
-        if game_id in self.operations:
-            raise PeerError(
-                "operation-in-progress", f"operation already in progress for game {game_id}"
-            )
+        self._require(game_id, installed=True, idle=True)
         marker = self.settings.state_dir / "games" / game_id / MARKER
         return await asyncio.get_running_loop().run_in_executor(
             None,
@@ -651,10 +655,7 @@ class Peer:
 
     async def cmd_uninstall(self, args: dict[str, Any]) -> Any:
         game_id = args["game_id"]
-        require_catalog_game(self.catalog, game_id)
-        state = self.local.get(game_id)
-        if state is None or not state.installed:
-            raise PeerError("not-installed", f"game {game_id} is not installed")
+        self._require(game_id, installed=True)
         self._begin(game_id, UNINSTALLING)
         self.spawn(self._uninstall(game_id), f"uninstall-{game_id}")
         return {"game_id": game_id}
