@@ -538,9 +538,9 @@ class Peer:
             raise PeerError("no-peers", f"no peers have game {game_id}")
         self._begin(game_id, DOWNLOADING)
         plan = [Source(p.peer_id, p.addr, p.host, p.data_port, p.data_token) for p in sources]
-        self._downloads[game_id] = self.spawn(
-            self._download(game_id, version, plan, args["install"]), f"dl-{game_id}"
-        )
+        task = self.spawn(self._download(game_id, version, plan, args["install"]), f"dl-{game_id}")
+        self._downloads[game_id] = task
+        task.add_done_callback(lambda _: self._downloads.pop(game_id, None))
         return {"game_id": game_id, "sources": [p.addr for p in sources]}
 
     async def cmd_cancel_download(self, args: dict[str, Any]) -> Any:
@@ -568,14 +568,6 @@ class Peer:
         self.out.event(event, **fields)
 
     async def _download(
-        self, game_id: str, version: str, sources: list[Source], install: bool
-    ) -> None:
-        try:
-            await self._download_steps(game_id, version, sources, install)
-        finally:
-            self._downloads.pop(game_id, None)
-
-    async def _download_steps(
         self, game_id: str, version: str, sources: list[Source], install: bool
     ) -> None:
         s = self.settings

@@ -238,12 +238,9 @@ async def serve_data(host: str, port: int, gate: DataGate, limiter: RateLimiter)
                 if not isinstance(request, dict):
                     raise PeerError("bad-message", "request must be an object")
                 path, offset, length = gate(request)
-            except PeerError as exc:
-                writer.write(encode(error_reply(exc)) + b"\n")
-                await writer.drain()
-                return
-            except ValueError as exc:
-                writer.write(encode(error_reply(PeerError("bad-message", str(exc)))) + b"\n")
+            except (PeerError, ValueError) as exc:
+                refusal = exc if isinstance(exc, PeerError) else PeerError("bad-message", str(exc))
+                writer.write(encode(error_reply(refusal)) + b"\n")
                 await writer.drain()
                 return
             writer.write(encode({"type": "chunk", "length": length}) + b"\n")
