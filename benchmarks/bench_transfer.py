@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    backend = LocalBackend("bench")
+    backend = LocalBackend("bench", worker="master")  # not under xdist: 127.10.x.y
     try:
         spec = PeerSpec(name="source")
         process = backend.create(spec)

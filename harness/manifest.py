@@ -45,6 +45,44 @@ def remote_script(root: str, skip: list[str]) -> str:
     )
 
 
+def scan_rar_members(unrar: str, archives: list[str]) -> dict[str, list[object]]:
+    """Map every file member of `archives` to [size, sha256] of what `unrar p` prints for it."""
+    import hashlib
+    import subprocess
+
+    result: dict[str, list[object]] = {}
+    for archive in archives:
+        listing = subprocess.run(
+            [unrar, "lt", "-cfg-", archive], capture_output=True, text=True, check=True
+        ).stdout
+        members: list[dict[str, str]] = []
+        for line in listing.splitlines():
+            key, sep, value = line.strip().partition(": ")
+            if sep and key == "Name":
+                members.append({"Name": value})
+            elif sep and members and key in ("Type", "Size"):
+                members[-1][key] = value
+        for member in members:
+            if member.get("Type") != "File":
+                continue
+            name = member["Name"]
+            printed = subprocess.run(
+                [unrar, "p", "-inul", "-cfg-", archive, name], capture_output=True, check=True
+            ).stdout
+            if len(printed) != int(member["Size"]) or name in result:
+                raise SystemExit(f"{archive}: {name}: {len(printed)} bytes or a duplicate")
+            result[name] = [len(printed), hashlib.sha256(printed).hexdigest()]
+    return result
+
+
+def rar_members_script(unrar: str, archives: list[str]) -> str:
+    """Python source that prints `scan_rar_members` of `archives` as JSON, for `python3 -c`."""
+    return (
+        inspect.getsource(scan_rar_members)
+        + f"\nimport json\nprint(json.dumps(scan_rar_members({unrar!r}, {archives!r})))\n"
+    )
+
+
 @dataclass(frozen=True)
 class Manifest:
     """The files of one game root: relative path -> (size, sha256)."""

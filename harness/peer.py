@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import PeerProcess, PeerSpec
-from harness.manifest import NOT_TRANSFERRED, Manifest, remote_script
+from harness.manifest import NOT_TRANSFERRED, Manifest, rar_members_script, remote_script
 
 Record = dict[str, Any]
 Where = Mapping[str, Any] | Callable[[Record], bool] | None
@@ -251,6 +251,21 @@ class PeerHandle:
         )
         return Window(start, self.index(terminal) + 1, terminal)
 
+    def stream_install(self, game_id: str, timeout: float = 180.0) -> Window:
+        """`stream-install` `game_id` and wait for the operation's terminal event, success or not.
+
+        Like `download`, the window spans every record from the command to that event.
+        """
+        start = self.mark()
+        self.send("stream-install", game_id=game_id)
+        terminal = self.expect_one_of(
+            ("install-finished", "install-failed", "download-failed"),
+            where={"game_id": game_id},
+            since=start,
+            timeout=timeout,
+        )
+        return Window(start, self.index(terminal) + 1, terminal)
+
     def status(self) -> Any:
         return self.send("status")
 
@@ -339,6 +354,14 @@ class PeerHandle:
         root = self.process.path(game_id)
         rc, out = self.run("python3", "-c", remote_script(root, list(skip)))
         assert rc == 0, f"manifest of {game_id} on {self.name} failed: {out[-500:]!r}"
+        return Manifest.from_scan(json.loads(out))
+
+    def rar_members(self, unrar: str, *archives: str) -> Manifest:
+        """Each file member of these root archives (games-root relative) as `unrar p` prints it
+        in this peer's world: member path -> (size, sha256)."""
+        paths = [self.process.path(a) for a in archives]
+        rc, out = self.run("python3", "-c", rar_members_script(unrar, paths))
+        assert rc == 0, f"unrar p of {archives} on {self.name} failed: {out[-500:]!r}"
         return Manifest.from_scan(json.loads(out))
 
 

@@ -1,20 +1,24 @@
-"""pytest plugin: append one entry per matrix run to RUNLOG.md.
+"""The run log: one entry per matrix run appended to RUNLOG.md, and the `figure` fixture.
 
-Workers report outcomes through pytest's own report objects (xdist forwards them, with their
-`user_properties`), so only the controller writes the file: one entry per run, never torn.
-Scenarios add figures with the `figure` fixture; timelines are written by the `lab` fixture.
+`RunLog` is a plugin object; `harness.plugin` registers one in every pytest process. Every
+process serves the `figure` fixture; only the controller (or an undistributed run) writes the
+file. Workers report outcomes through pytest's own report objects (xdist forwards them, with
+their `user_properties`), so the controller writes one entry per run, never torn. Timelines
+are written by the `lab` fixture (scenarios/conftest.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
+
+from harness.labrun import LAB_RUN
 
 FIGURE = "figure:"
 
@@ -29,11 +33,55 @@ class Entry:
     reason: str = ""
 
 
-@dataclass
+class _WorkerNode(Protocol):
+    """What the run log reads of xdist's `WorkerController`."""
+
+    workerinput: dict[str, Any]
+
+
 class RunLog:
-    rootdir: Path
-    entries: dict[str, Entry] = field(default_factory=dict)
-    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    """pytest plugin object: collects scenario outcomes and figures, appends the entry."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        option = str(config.getoption("runlog") or "")
+        controller = not hasattr(config, "workerinput")
+        # None: nothing to write here (a worker, or `--runlog ''`); the fixture still serves.
+        self.path: Path | None = config.rootpath / option if option and controller else None
+        self.entries: dict[str, Entry] = {}
+        self.started = dt.datetime.now(dt.UTC)
+        self.workers = 1  # an undistributed run; xdist tells the controller otherwise
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: _WorkerNode) -> None:
+        """xdist, on the controller, once per worker it starts: how many workers there are."""
+        self.workers = int(node.workerinput["workercount"])
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.path is not None and (report.when == "call" or report.failed or report.skipped):
+            self.add(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.path is None or not self.entries:
+            return
+        if not self.path.exists():
+            self.path.write_text(
+                "# lanpeer run log\n\nOne entry per matrix run, appended by "
+                "`harness/runlog.py`. Newest last.\n\n"
+            )
+        run = self.config.stash.get(LAB_RUN, None)
+        with self.path.open("a") as f:
+            f.write(self.render(run.backend if run else "?", str(self.workers)))
+
+    @pytest.fixture
+    def figure(self, request: pytest.FixtureRequest) -> Figure:
+        """Record a notable figure (e.g. download MiB/s) for this scenario's run-log row."""
+
+        def record(name: str, value: object) -> None:
+            request.node.user_properties.append((FIGURE + name, value))
+
+        return record
 
     def add(self, report: pytest.TestReport) -> None:
         scenario = next((str(v) for k, v in report.user_properties if k == "scenario"), None)
@@ -93,68 +141,3 @@ def _git(*args: str) -> str:
     except OSError:
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("lanpeer run log")
-    group.addoption(
-        "--runlog",
-        default="RUNLOG.md",
-        help="file to append the run entry to, relative to the rootdir ('' = off)",
-    )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("runlog") and not hasattr(config, "workerinput"):
-        config.stash[_KEY] = RunLog(Path(config.rootpath))
-
-
-_KEY = pytest.StashKey[RunLog]()
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    config = _CONFIG.get("config")
-    if config is None or _KEY not in config.stash:
-        return
-    if report.when == "call" or report.failed or report.skipped:
-        config.stash[_KEY].add(report)
-
-
-_CONFIG: dict[str, pytest.Config] = {}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _CONFIG["config"] = session.config
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
-    if _KEY not in config.stash:
-        return
-    log = config.stash[_KEY]
-    if not log.entries:
-        return
-    path = log.rootdir / str(config.getoption("runlog"))
-    if not path.exists():
-        path.write_text(
-            "# lanpeer run log\n\nOne entry per matrix run, appended by "
-            "`harness/runlog.py`. Newest last.\n\n"
-        )
-    backend = os.environ.get("LANPEER_BACKEND_CHOSEN", "?")
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or str(
-        getattr(config.option, "numprocesses", None) or 1
-    )
-    with path.open("a") as f:
-        f.write(log.render(backend, workers))
-
-
-@pytest.fixture
-def figure(request: pytest.FixtureRequest) -> Figure:
-    """Record a notable figure (e.g. download MiB/s) for this scenario's run-log row."""
-
-    def record(name: str, value: object) -> None:
-        request.node.user_properties.append((FIGURE + name, value))
-
-    return record

@@ -11,7 +11,7 @@ from typing import Any
 
 from peer.catalog import Catalog
 from peer.mesh import RemotePeer
-from peer.wire import READY, GameSummary
+from peer.protocol import READY, GameSummary
 
 
 def is_source(peer: RemotePeer, game_id: str, catalog: Catalog) -> bool:

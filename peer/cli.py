@@ -17,12 +17,16 @@ import structlog
 
 from peer.catalog import load_catalog
 from peer.commands import CommandError, parse_command
+from peer.console import SPECS
 from peer.errors import PeerError
+from peer.node import Node
 from peer.output import Output
-from peer.runtime import Peer
-from peer.settings import MIB, Settings
+from peer.settings import Settings
 
 MAX_LINE = 1024 * 1024
+
+# The defaults users get are Settings' own; the parser only shows them.
+DEFAULT = Settings(games_dir=Path(), state_dir=Path(), catalog={})
 
 
 class _JsonFormatter(logging.Formatter):
@@ -88,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unrar", help="external unrar for real installs (default: fixture unpacker)")
     p.add_argument(
         "--listen",
-        default="0.0.0.0:0",
+        default=f"{DEFAULT.listen_host}:{DEFAULT.listen_port}",
         metavar="HOST[:PORT]",
         help="address to listen on; port 0 (default) picks a free one",
     )
@@ -101,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chunk-size",
         type=_positive_int,
-        default=32 * MIB,
+        default=DEFAULT.chunk_size,
         metavar="BYTES",
-        help="chunk size this peer hashes and serves in (default 32 MiB)",
+        help="chunk size this peer hashes and serves in (default %(default)s)",
     )
     p.add_argument(
         "--max-upload-rate",
@@ -114,23 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ping-interval",
         type=_positive_float,
-        default=2.0,
+        default=DEFAULT.ping_interval,
         metavar="S",
-        help="ping a peer after this many idle seconds (default 2)",
+        help="ping a peer after this many idle seconds (default %(default)s)",
     )
     p.add_argument(
         "--stale-timeout",
         type=_positive_float,
-        default=8.0,
+        default=DEFAULT.stale_timeout,
         metavar="S",
-        help="declare a silent peer lost after this many seconds (default 8)",
+        help="declare a silent peer lost after this many seconds (default %(default)s)",
     )
     p.add_argument(
         "--scan-interval",
         type=_positive_float,
-        default=1.0,
+        default=DEFAULT.scan_interval,
         metavar="S",
-        help="rescan the games root for external changes this often (default 1)",
+        help="rescan the games root for external changes this often (default %(default)s)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -159,9 +163,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-async def _run_one(peer: Peer, out: Output, line: str) -> None:
+async def _run_one(peer: Node, out: Output, line: str) -> None:
     try:
-        cmd = parse_command(line)
+        cmd = parse_command(line, SPECS)
     except CommandError as exc:
         out.error(exc.cmd, exc.request_id, exc.code, exc.message)
         return
@@ -177,7 +181,7 @@ async def _run_one(peer: Peer, out: Output, line: str) -> None:
     out.result(cmd.name, cmd.request_id, data)
 
 
-async def serve_stdin(peer: Peer, out: Output) -> None:
+async def serve_stdin(peer: Node, out: Output) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -204,11 +208,11 @@ async def serve_stdin(peer: Peer, out: Output) -> None:
 
 
 async def amain(settings: Settings, out: Output) -> int:
-    peer = Peer(settings, out)
+    peer = Node(settings, out.event)
     await peer.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: peer.spawn(peer.shutdown(), "signal"))
+        loop.add_signal_handler(sig, peer.stop_soon)
     stdin_task = asyncio.create_task(serve_stdin(peer, out))
     stop_task = asyncio.create_task(peer.stopping.wait())
     done, _ = await asyncio.wait({stdin_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,7 +1,8 @@
 """Parsing one stdin line into a validated command (pure; no I/O).
 
-Unknown fields are refused rather than ignored: a typo such as `"instal": false` must not
-silently start an install the user tried to turn off.
+The parser is generic: which commands exist, and their fields, is declared in `console.py`
+next to each command's handler. Unknown fields are refused rather than ignored: a typo such as
+`"instal": false` must not silently start an install the user tried to turn off.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from peer.errors import PeerError
+from peer.errors import CommandCode, PeerError
 
 # A newline in a user name would inject lines into the ini files `play` stamps.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -25,24 +27,11 @@ class Field:
     required: bool = True
 
 
-def _opt(kind: type, default: Any) -> Field:
+def optional(kind: type, default: Any) -> Field:
     return Field(kind, default, required=False)
 
 
-SPECS: dict[str, dict[str, Field]] = {
-    "status": {},
-    "list-peers": {},
-    "list-games": {},
-    "connect": {"addr": Field(str)},
-    "set-game-dir": {"path": Field(str)},
-    "download": {"game_id": Field(str), "install": _opt(bool, True)},
-    "install": {"game_id": Field(str)},
-    "uninstall": {"game_id": Field(str)},
-    "cancel-download": {"game_id": Field(str)},
-    "wait-peers": {"count": _opt(int, 1), "timeout_s": _opt(float, 30.0)},
-    "play": {"game_id": Field(str), "username": Field(str), "language": Field(str)},
-    "shutdown": {},
-}
+Specs = Mapping[str, Mapping[str, Field]]
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,9 @@ class Command:
 class CommandError(PeerError):
     """A refused line; carries whatever `cmd` and `id` could be read, to echo them back."""
 
-    def __init__(self, code: str, message: str, cmd: str | None = None, request_id: Any = None):
+    def __init__(
+        self, code: CommandCode, message: str, cmd: str | None = None, request_id: Any = None
+    ) -> None:
         super().__init__(code, message)
         self.cmd = cmd
         self.request_id = request_id
@@ -84,7 +75,7 @@ def _check(name: str, value: Any, spec: Field, cmd: str, request_id: Any) -> Any
     return value
 
 
-def parse_command(line: str) -> Command:
+def parse_command(line: str, specs: Specs) -> Command:
     try:
         raw = json.loads(line)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -99,9 +90,9 @@ def parse_command(line: str) -> Command:
     name = raw.get("cmd")
     if not isinstance(name, str):
         raise CommandError("bad-command", "missing string field 'cmd'", None, request_id)
-    spec = SPECS.get(name)
+    spec = specs.get(name)
     if spec is None:
-        known = ", ".join(sorted(SPECS))
+        known = ", ".join(sorted(specs))
         raise CommandError(
             "unknown-command", f"unknown command {name!r}; known: {known}", name, request_id
         )

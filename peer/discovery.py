@@ -16,7 +16,7 @@ import structlog
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from peer.wire import PROTOCOL_VERSION
+from peer.protocol import PROTOCOL_VERSION
 
 SERVICE_TYPE = "_lanpeer._udp.local."
 log = structlog.get_logger("discovery")
@@ -91,3 +91,23 @@ class Discovery:
         if self._azc is not None:
             await self._azc.async_unregister_all_services()
             await self._azc.async_close()
+
+
+def advertised_host(host: str) -> str:
+    """The address others should dial: the bound host, or this machine's primary address."""
+    if host not in ("0.0.0.0", ""):
+        return host
+    try:
+        named = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        named = "127.0.0.1"
+    if not named.startswith("127."):
+        return named  # e.g. a container's address on its network
+    # Debian maps the host name to 127.0.1.1. Ask the kernel which source address it would use
+    # for the mDNS group instead: connecting a UDP socket sends nothing.
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("224.0.0.251", 5353))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return named

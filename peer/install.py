@@ -49,7 +49,7 @@ def install_game(root: Path, unpacker: Unpacker) -> None:
     except OSError as exc:
         _remove_tree(staging)
         raise PeerError("install-failed", f"install of {root.name} failed: {exc}") from exc
-    except PeerError:
+    except BaseException:  # whatever the unpacker raised, no half-filled staging is left
         _remove_tree(staging)
         raise
 

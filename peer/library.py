@@ -11,7 +11,7 @@ from pathlib import Path
 
 from peer.errors import PeerError
 from peer.paths import ARCHIVE_SUFFIX, LOCAL_DIR, SENTINEL, check_game_id
-from peer.wire import LOCAL_ONLY, READY, GameSummary
+from peer.protocol import LOCAL_ONLY, READY, GameSummary
 
 
 def read_sentinel(game_root: Path) -> str | None:

@@ -1,4 +1,4 @@
-"""The table of known remote peers, keyed by peer id.
+"""The table of known remote peers, keyed by peer id, and the liveness rule (pure).
 
 Addresses change (a restart binds a new port, S11/S28); identities do not. So every update goes
 through the peer id, and a known id at a new address is updated in place.
@@ -6,49 +6,18 @@ through the peer id, and a known id at a new address is updated in place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from peer.errors import PeerError
-from peer.wire import (
-    PROTOCOL_VERSION,
-    GameSummary,
-    LibraryDelta,
-    Message,
-    apply_delta,
-    parse_library,
-)
+from peer.protocol import GameSummary, Hello, HelloAck, LibraryDelta
 
 
-@dataclass(frozen=True)
-class Hello:
-    """What a peer says about itself in Hello/HelloAck."""
-
-    peer_id: str
-    listen_addr: str
-    data_port: int
-    data_token: str
-    library_rev: int
-    library: dict[str, GameSummary]
-
-    @classmethod
-    def from_json(cls, msg: Message) -> Hello:
-        if msg.get("proto") != PROTOCOL_VERSION:
-            raise PeerError(
-                "incompatible",
-                f"peer speaks protocol {msg.get('proto')!r}, we speak {PROTOCOL_VERSION}",
-            )
-        peer_id, listen_addr = msg.get("peer_id"), msg.get("listen_addr")
-        data_port, token, rev = msg.get("data_port"), msg.get("data_token"), msg.get("rev", 0)
-        if not (isinstance(peer_id, str) and len(peer_id) == 32):
-            raise PeerError("bad-message", "hello needs a 32-hex peer_id")
-        if not isinstance(listen_addr, str) or ":" not in listen_addr:
-            raise PeerError("bad-message", "hello needs listen_addr HOST:PORT")
-        if not isinstance(data_port, int) or not 0 < data_port < 65536:
-            raise PeerError("bad-message", "hello needs a data_port")
-        if not isinstance(token, str) or not isinstance(rev, int):
-            raise PeerError("bad-message", "hello needs data_token and rev")
-        return cls(peer_id, listen_addr, data_port, token, rev, parse_library(msg.get("games")))
+def apply_delta(library: dict[str, GameSummary], delta: LibraryDelta) -> dict[str, GameSummary]:
+    result = {k: v for k, v in library.items() if k not in delta.removed}
+    for game in (*delta.added, *delta.updated):
+        result[game.game_id] = game
+    return result
 
 
 @dataclass
@@ -78,28 +47,54 @@ class RemotePeer:
 class PeerTable:
     peers: dict[str, RemotePeer] = field(default_factory=dict)
 
-    def upsert(self, hello: Hello, now: float) -> tuple[RemotePeer, bool]:
-        """Record `hello`; returns the record and whether the peer id was new."""
-        known = self.peers.get(hello.peer_id)
+    def upsert(self, intro: Hello | HelloAck, now: float) -> tuple[RemotePeer, bool]:
+        """Record a Hello or HelloAck; returns the record and whether the peer id was new."""
+        known = self.peers.get(intro.peer_id)
         record = RemotePeer(
-            peer_id=hello.peer_id,
-            addr=hello.listen_addr,
-            data_port=hello.data_port,
-            data_token=hello.data_token,
-            library_rev=hello.library_rev,
-            library=dict(hello.library),
+            peer_id=intro.peer_id,
+            addr=intro.listen_addr,
+            data_port=intro.data_port,
+            data_token=intro.data_token,
+            library_rev=intro.rev,
+            library={g.game_id: g for g in intro.games},
             last_seen=now,
         )
-        self.peers[hello.peer_id] = record
+        self.peers[intro.peer_id] = record
         return record, known is None
 
-    def apply_delta(self, peer_id: str, to_rev: int, delta: LibraryDelta) -> RemotePeer | None:
+    def apply_delta(self, peer_id: str, delta: LibraryDelta) -> RemotePeer | None:
         record = self.peers.get(peer_id)
         if record is None:
             return None
         record.library = apply_delta(record.library, delta)
-        record.library_rev = to_rev
+        record.library_rev = delta.to_rev
         return record
 
     def remove(self, peer_id: str) -> RemotePeer | None:
         return self.peers.pop(peer_id, None)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """What the liveness rule asks for at one moment."""
+
+    ping: tuple[str, ...]
+    drop: tuple[str, ...]
+
+
+def liveness(
+    now: float, peers: Iterable[RemotePeer], ping_interval: float, stale_timeout: float
+) -> Liveness:
+    """Peers silent for longer than `stale_timeout` are dropped; idle ones are pinged.
+
+    Any message from a peer refreshes its `last_seen`, so a peer that answers pings lives on.
+    """
+    ping: list[str] = []
+    drop: list[str] = []
+    for peer in peers:
+        idle = now - peer.last_seen
+        if idle > stale_timeout:
+            drop.append(peer.peer_id)
+        elif idle >= ping_interval:
+            ping.append(peer.peer_id)
+    return Liveness(tuple(ping), tuple(drop))

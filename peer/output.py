@@ -8,7 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
+
+from peer.events import Event
+
+
+class Emit(Protocol):
+    """How the parts of a peer report events: they get this callable, never the writer."""
+
+    def __call__(self, event: Event, /, **fields: Any) -> None: ...
 
 
 def _ts() -> str:
@@ -23,7 +31,7 @@ class Output:
         self._stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
         self._stream.flush()
 
-    def event(self, name: str, **fields: Any) -> None:
+    def event(self, name: Event, /, **fields: Any) -> None:
         self._write({"type": "event", "ts": _ts(), "event": name, **fields})
 
     def result(self, cmd: str | None, request_id: Any, data: Any) -> None:

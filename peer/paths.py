@@ -24,7 +24,9 @@ RESERVED_ROOT_NAMES = frozenset(
     {LOCAL_DIR, STAGING_DIR, BACKUP_DIR, SENTINEL_TMP, ".lanspread.json", ".lanspread"}
 )
 
-_GAME_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# `\Z`, not `$`: `$` also matches before a trailing newline.
+GAME_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}\Z"
+_GAME_ID = re.compile(GAME_ID_PATTERN)
 
 
 def check_game_id(game_id: object) -> str:
@@ -36,12 +38,13 @@ def check_game_id(game_id: object) -> str:
     return game_id
 
 
-def check_relative_path(path: object) -> str:
+def check_relative_path(path: object, reserved: bool = True) -> str:
     """Validate a file path inside a game root as sent on the wire (POSIX, relative).
 
     Refuses absolute paths, `..`, empty or `.` components, backslashes, NUL, and anything under
-    the reserved names (`local/`, staging, backup), so a remote peer can neither read nor write
-    outside the transferable part of a game root.
+    the reserved names (`local/`, staging, backup) unless `reserved` is off (paths inside an
+    archive, which land under `local/`), so a remote peer can neither read nor write outside
+    the transferable part of a game root.
     """
     if not isinstance(path, str) or not path or len(path) > 4096:
         raise PeerError("bad-path", f"invalid path {path!r}")
@@ -50,6 +53,6 @@ def check_relative_path(path: object) -> str:
     parts = path.split("/")
     if any(part in {"", ".", ".."} for part in parts):
         raise PeerError("bad-path", f"invalid path {path!r}")
-    if parts[0] in RESERVED_ROOT_NAMES:
+    if reserved and parts[0] in RESERVED_ROOT_NAMES:
         raise PeerError("bad-path", f"path {path!r} is reserved and never transferred")
     return str(PurePosixPath(path))

@@ -2,7 +2,8 @@
 
 For people debugging a LAN ("what does that peer serve, and why not?") and for the S12 scenario:
 it introduces itself with a throwaway identity, sends one control request and/or one fast-lane
-chunk request, prints the replies as JSON lines, and says goodbye.
+chunk request as given (raw JSON, unvalidated, so it can ask what no honest peer would), prints
+the replies as JSON lines, and says goodbye.
 """
 
 from __future__ import annotations
@@ -16,60 +17,76 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from peer.errors import PeerError
 from peer.identity import load_or_create_identity
-from peer.transport import ControlConnection, ControlEndpoint, fetch_chunk, split_addr
-from peer.wire import PROTOCOL_VERSION, Message
+from peer.protocol import (
+    PROTOCOL_VERSION,
+    ErrorReply,
+    Goodbye,
+    Hello,
+    HelloAck,
+    Ok,
+    Ping,
+    Pong,
+    Reply,
+    Request,
+    decode_lane_reply,
+    expect,
+)
+from peer.quic import ControlConnection, ControlEndpoint, split_addr
+
+Json = dict[str, Any]
 
 
-async def _refuse(conn: ControlConnection, msg: Message) -> Message:
-    return (
-        {"type": "ok"}
-        if msg["type"] in ("ping", "library-delta", "goodbye")
-        else {"type": "error", "code": "probe", "message": "a probe answers nothing"}
-    )
+async def _answer(conn: ControlConnection, request: Request) -> Reply:
+    if isinstance(request, Ping):
+        return Pong()
+    if isinstance(request, Hello):
+        return ErrorReply("not-servable", "a probe answers nothing")
+    return Ok()
 
 
-async def probe(addr: str, request: Message | None, chunk: Message | None) -> list[Message]:
+async def _raw_chunk(host: str, port: int, request: Json) -> Json:
+    """Send one fast-lane request line as given; count the bytes that come back."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        reply = decode_lane_reply(await reader.readline())
+        if isinstance(reply, ErrorReply):
+            return {"type": "error", "code": reply.code, "message": reply.message}
+        received = 0
+        while data := await reader.read(1024 * 1024):
+            received += len(data)
+        return {"type": "chunk", "received": received}
+    finally:
+        writer.close()
+
+
+async def probe(addr: str, request: Json | None, chunk: Json | None) -> list[Json]:
     host, port = split_addr(addr)
-    out: list[Message] = []
+    out: list[Json] = []
     with tempfile.TemporaryDirectory(prefix="lanpeer-probe-") as state:
         identity = load_or_create_identity(Path(state))
-        endpoint = ControlEndpoint(identity, _refuse, lambda _c: None, 10.0, 10.0)
+        endpoint = ControlEndpoint(identity, _answer, lambda _c: None, 10.0, 10.0)
         conn = await endpoint.connect(host, port, timeout=5.0)
         try:
-            ack = await conn.request(
-                {
-                    "type": "hello",
-                    "proto": PROTOCOL_VERSION,
-                    "peer_id": identity.peer_id,
-                    "listen_addr": "0.0.0.0:9",
-                    "data_port": 9,
-                    "data_token": "",
-                    "rev": 0,
-                    "games": [],
-                }
-            )
-            out.append({"hello": {k: ack.get(k) for k in ("type", "peer_id", "listen_addr")}})
+            hello = Hello(PROTOCOL_VERSION, identity.peer_id, "0.0.0.0:9", 9, "", 0, ())
+            ack = expect(await conn.request(hello), HelloAck)
+            out.append({"hello": {"type": "hello-ack", "peer_id": ack.peer_id}})
             if request is not None:
-                out.append({"reply": await conn.request(request)})
+                reply = await conn.request(json.dumps(request).encode())
+                out.append({"reply": msgspec.to_builtins(reply)})
             if chunk is not None:
-                received = 0
-
-                def count(_offset: int, data: bytes) -> None:
-                    nonlocal received
-                    received += len(data)
-
-                full = {"token": ack.get("data_token", ""), **chunk}
+                full = {"type": "get-chunk", "token": ack.data_token, **chunk}
                 try:
-                    await fetch_chunk(host, int(ack["data_port"]), full, count, 10.0)
-                    out.append({"chunk": {"type": "chunk", "received": received}})
-                except PeerError as exc:
-                    out.append(
-                        {"chunk": {"type": "error", "code": exc.code, "message": exc.message}}
-                    )
+                    out.append({"chunk": await _raw_chunk(host, ack.data_port, full)})
+                except (OSError, PeerError) as exc:
+                    out.append({"chunk": {"type": "error", "code": "probe", "message": str(exc)}})
             with contextlib.suppress(PeerError):
-                await conn.request({"type": "goodbye", "peer_id": identity.peer_id}, timeout=2)
+                await conn.request(Goodbye(identity.peer_id), timeout=2)
         finally:
             conn.close()
     return out
@@ -91,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:
-        lines: list[Any] = asyncio.run(probe(args.addr, args.request, args.chunk))
+        lines = asyncio.run(probe(args.addr, args.request, args.chunk))
     except PeerError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
         return 1

@@ -29,6 +29,8 @@ class Settings:
     ping_interval: float = 2.0
     stale_timeout: float = 8.0
     request_timeout: float = 10.0
+    # A source hashes a game the first time it is asked for it: minutes for a large one.
+    describe_timeout: float = 600.0
     chunk_idle_timeout: float = 10.0
     connect_timeout: float = 5.0
     # How often the games root is rescanned for external changes, and progress sampling.

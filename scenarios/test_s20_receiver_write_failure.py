@@ -4,15 +4,12 @@ The client's /games is a 32 MiB tmpfs holding a 16 MiB filler, so the 20 MiB gam
 after the filler is deleted the same download must succeed (no stuck state after a full disk).
 """
 
-import os
-
 import pytest
 
 from harness.lab import Lab
 from harness.manifest import assert_same
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("LANPEER_BACKEND_CHOSEN") != "docker",
+pytestmark = pytest.mark.requires_docker(
     reason="needs a size-limited tmpfs /games, which only the Docker backend provides",
 )
 

@@ -6,14 +6,14 @@ The live variant, a restart on a new port, is S11.
 
 import pytest
 
-from peer.mesh import Hello, PeerTable
-from peer.wire import GameSummary
+from peer.mesh import PeerTable
+from peer.protocol import PROTOCOL_VERSION, GameSummary, Hello
 
 GAMES = {"cnc4": GameSummary("cnc4", "20250301", True, False, "Ready", 10)}
 
 
 def hello(addr: str) -> Hello:
-    return Hello("0" * 31 + "b", addr, 4001, "token", 3, dict(GAMES))
+    return Hello(PROTOCOL_VERSION, "0" * 31 + "b", addr, 4001, "token", 3, tuple(GAMES.values()))
 
 
 @pytest.mark.scenario("S28")

@@ -4,8 +4,6 @@ The archive is made inside the source's world (a sparse file: no 2 GiB copy into
 and the receiver's /games is a tmpfs, so the figure is the transfer path, not a disk.
 """
 
-import os
-
 import pytest
 
 from harness.lab import Lab
@@ -14,8 +12,7 @@ from peer.catalog import load_catalog
 
 GIB = 1024**3
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("LANPEER_BACKEND_CHOSEN") != "docker",
+pytestmark = pytest.mark.requires_docker(
     reason="the receiver needs a tmpfs /games, which only the Docker backend provides",
 )
 

@@ -5,14 +5,11 @@ runs with `--no-mdns` and must never be dialled. Of two peers that hear each oth
 dials, so each pair ends with exactly one peer entry on each side.
 """
 
-import os
-
 import pytest
 
 from harness.lab import Lab
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("LANPEER_BACKEND_CHOSEN") != "docker",
+pytestmark = pytest.mark.requires_docker(
     reason="mDNS runs only inside a Docker bridge: on the host it would reach the real network",
 )
 

@@ -1,4 +1,4 @@
-"""Arbitrary stdin lines against a live peer: each gets an error record, the peer keeps serving.
+"""Arbitrary stdin lines against a live peer: each gets exactly one reply, the peer keeps serving.
 
 The peer runs as a real subprocess (the local backend), so this covers the whole path from
 stdin bytes to stdout records, including lines that are not UTF-8 or not JSON at all.
@@ -7,7 +7,10 @@ stdin bytes to stdout records, including lines that are not UTF-8 or not JSON at
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,8 +35,8 @@ SAFE_COMMANDS = [
 
 
 @pytest.fixture(scope="module")
-def peer() -> Iterator[PeerHandle]:
-    backend = LocalBackend("garbage")
+def peer(worker_id: str) -> Iterator[PeerHandle]:
+    backend = LocalBackend("garbage", worker_id)
     spec = PeerSpec(name="garbage", args=("--fixture", "bfbc2"))
     handle = PeerHandle(backend.create(spec), spec)
     handle.start()
@@ -58,26 +61,64 @@ commands = st.fixed_dictionaries(
 raw_lines = st.binary(max_size=120).map(lambda b: b.replace(b"\n", b" "))
 
 
+# How long a line's reply may lag behind the status probe sent after it (the peer runs commands
+# concurrently). Short, so that a missing reply fails fast while Hypothesis shrinks, except for
+# `connect`, which dials: it answers only when the dial fails or times out.
+REPLY_GRACE = 3.0
+CONNECT_REPLY_GRACE = 30.0
+
+
+def _dials(line: str) -> bool:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("cmd") == "connect"
+
+
+def _replies_after(
+    peer: PeerHandle, before: int, probe_id: str, want_reply: bool, grace: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Wait until the probe is answered and, if `want_reply`, the line too (in either order);
+    return (the line's replies, the probe's replies)."""
+    deadline = time.monotonic() + 30.0  # for the probe
+    while True:
+        replies = [r for r in peer.records[before:] if r.get("type") in ("result", "error")]
+        probe = [r for r in replies if r.get("id") == probe_id]
+        others = [r for r in replies if r.get("id") != probe_id]
+        if (probe and (others or not want_reply)) or time.monotonic() > deadline:
+            return others, probe
+        if probe and deadline - time.monotonic() > grace:
+            deadline = time.monotonic() + grace  # the probe is in: the line has `grace` left
+        time.sleep(0.005)
+
+
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(line=st.one_of(commands, raw_lines.map(lambda b: b.decode("latin-1")), st.text(max_size=80)))
-def test_every_line_gets_one_record_and_the_peer_keeps_serving(peer: PeerHandle, line: str) -> None:
+def test_every_line_gets_one_reply_and_the_peer_keeps_serving(peer: PeerHandle, line: str) -> None:
     line = line.replace("\n", " ").replace("\r", " ")
+    # The peer strips each line (str.strip(), after decoding) and ignores what is left empty;
+    # every other line, a status command included, gets exactly one result or error.
+    want_reply = bool(line.strip())
     before = peer.mark()
     peer.write_line(line)
-    status = peer.send("status", timeout=30)  # still answering
-    assert status["peer_id"] == peer.peer_id
-    replies = [
-        r
-        for r in peer.records[before:]
-        if r.get("type") in ("result", "error") and r.get("cmd") != "status"
-    ]
-    if line.strip() and not line.startswith('{"cmd": "status"'):
-        assert len(replies) <= 1, replies
-        for reply in replies:
-            if reply["type"] == "error":
-                assert reply["code"] and reply["message"], reply
+    probe_id = f"probe-{uuid.uuid4().hex}"  # an id no generated line can carry
+    peer.write_line(json.dumps({"cmd": "status", "id": probe_id}))
+    grace = CONNECT_REPLY_GRACE if _dials(line) else REPLY_GRACE
+    replies, probe = _replies_after(peer, before, probe_id, want_reply, grace)
+
+    assert len(probe) == 1 and probe[0]["type"] == "result", (probe, peer.context())
+    assert probe[0]["data"]["peer_id"] == peer.peer_id  # still answering
+    if want_reply:
+        assert len(replies) == 1, (
+            f"{line!r} got {len(replies)} replies, not one: {replies}\n{peer.context()}"
+        )
+        if replies[0]["type"] == "error":
+            assert replies[0]["code"] and replies[0]["message"], replies
+    else:
+        assert replies == [], f"blank line {line!r} was answered: {replies}"
     assert not peer.garbage, f"non-JSON on stdout: {peer.garbage[:3]}"
     assert peer.game("bfbc2") is not None, "bad input must not touch local games"
 

@@ -9,10 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peer.commands import CommandError, parse_command
+from peer.console import SPECS
 
 
 def test_download_defaults_to_install() -> None:
-    cmd = parse_command('{"cmd":"download","game_id":"bfbc2","id":7}')
+    cmd = parse_command('{"cmd":"download","game_id":"bfbc2","id":7}', SPECS)
     assert cmd.args == {"game_id": "bfbc2", "install": True} and cmd.request_id == 7
 
 
@@ -36,14 +37,14 @@ def test_download_defaults_to_install() -> None:
 )
 def test_bad_lines_get_stable_codes(line: str, code: str) -> None:
     with pytest.raises(CommandError) as err:
-        parse_command(line)
+        parse_command(line, SPECS)
     assert err.value.code == code
     assert err.value.message
 
 
 def test_error_echoes_cmd_and_id_when_readable() -> None:
     with pytest.raises(CommandError) as err:
-        parse_command('{"cmd":"download","id":"abc"}')
+        parse_command('{"cmd":"download","id":"abc"}', SPECS)
     assert (err.value.cmd, err.value.request_id) == ("download", "abc")
 
 
@@ -59,6 +60,6 @@ json_values = st.recursive(
 @given(st.one_of(st.text(max_size=200), json_values.map(json.dumps)))
 def test_parse_never_crashes(line: str) -> None:
     try:
-        parse_command(line)
+        parse_command(line, SPECS)
     except CommandError as exc:
         assert exc.code and exc.message

@@ -255,6 +255,17 @@ def test_checked_in_fixture_shapes() -> None:
     assert sum(e.size for e in cnctw.entries) == 3_145_728
 
 
+def test_streamed_install_fixture_shapes() -> None:
+    (solid,) = fb.load_spec("fixture-solid").game("cnctw").archives
+    assert solid.path == "cnctw.eti" and solid.method >= 1 and solid.solid  # S41
+    assert [e.path for e in solid.entries][:1] == ["bin/cnctw-payload.bin"]
+    multi = fb.load_spec("fixture-multi").game("cnctw")  # S47: archives in sorted name order
+    assert [(a.path, [e.path for e in a.entries]) for a in multi.archives] == [
+        ("a-first.eti", ["order/first.txt", "order/tail-of-first.txt"]),
+        ("b-second.eti", ["order/second.txt"]),
+    ]
+
+
 # ------------------------------------------------------------------ building (needs rar)
 
 

@@ -119,3 +119,23 @@ def test_discard_partial_keeps_the_install_and_external_tools_files(tmp_path: Pa
     empty = make_game(tmp_path, "ggoo", {"ggoo.eti": b"partial"})
     discard_partial(empty)
     assert not empty.exists(), "a root left empty is removed"
+
+
+def test_recover_keeps_a_finished_local_and_drops_the_leftover_backup(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    (root / "local").mkdir()
+    (root / "local" / "new.dat").write_text("the finished update")
+    (root / ".local.backup").mkdir()
+    (root / ".local.backup" / "old.dat").write_text("the previous install")
+    recover(root)
+    assert not (root / ".local.backup").exists()
+    assert sorted(p.name for p in (root / "local").iterdir()) == ["new.dat"]
+
+
+def test_recover_leaves_a_clean_root_alone(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    (root / "local").mkdir()
+    (root / "local" / "save.dat").write_text("mine")
+    recover(root)
+    assert (root / "local" / "save.dat").read_text() == "mine"
+    assert sorted(p.name for p in root.iterdir()) == ["bfbc2.eti", "local", "version.ini"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from peer.errors import PeerError
+from peer.protocol import FileDescriptor
 from peer.transfer.plan import (
     Chunk,
     Scheduler,
@@ -12,7 +13,6 @@ from peer.transfer.plan import (
     chunks_of,
     validate_descriptors,
 )
-from peer.wire import FileDescriptor
 
 H = "0" * 64
 
@@ -114,12 +114,21 @@ def test_idle_source_does_not_steal_from_a_source_with_free_capacity() -> None:
 def test_idle_source_steals_queued_not_in_flight_chunks() -> None:
     chunks = chunks_of((desc("big", 60),))
     s = Scheduler.plan(chunks, ("A", "B"))
+    planned_for_b = list(s.queues["B"])
     in_flight_b = s.next_for("B")
+    fetched_by_a = []
     while (c := s.next_for("A")) is not None:
+        fetched_by_a.append(c)
         s.succeeded(c)
     assert in_flight_b is not None and in_flight_b not in s.done
+    stolen = [c for c in fetched_by_a if c in planned_for_b]
+    assert stolen == planned_for_b[:0:-1], "A takes B's queued chunks, newest first"
+    assert len(fetched_by_a) == len(chunks) - 1, "everything but B's chunk in flight"
     assert in_flight_b in s.in_flight, "a chunk in flight is never handed out twice"
+    assert not s.queues["B"]
     assert all(v == 1 for v in s.attempts.values())
+    s.succeeded(in_flight_b)
+    assert s.finished
 
 
 def test_all_sources_dead_is_stranded() -> None:

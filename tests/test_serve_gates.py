@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from peer.errors import PeerError
-from peer.transfer.serve import DescriptorCache, check_serve_gates, hash_chunks
+from peer.protocol import ChunkRequest
+from peer.transfer.serve import (
+    DescriptorCache,
+    authorize_chunk,
+    check_serve_gates,
+    hash_chunks,
+)
 
 CATALOG = {"bfbc2": "20250201", "cnc4": "20250301"}
 
@@ -110,3 +116,71 @@ def test_hash_chunks_counts(tmp_path: Path, size: int) -> None:
     f = tmp_path / "f"
     f.write_bytes(b"a" * size)
     assert len(hash_chunks(f, 64)) == max(1, -(-size // 64))
+
+
+def test_descriptor_cache_sees_a_same_size_rewrite(games: Path) -> None:
+    cache = DescriptorCache(chunk_size=64)
+    archive = games / "bfbc2" / "bfbc2.eti"
+    before = cache.describe(games / "bfbc2")
+    stat = archive.stat()
+    archive.write_bytes(b"y" * 100)  # same size, new bytes
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    after = cache.describe(games / "bfbc2")
+    assert [f.size for f in after] == [f.size for f in before]
+    assert after[0].chunks != before[0].chunks, "a rewrite is hashed again"
+    assert after[0].chunks == hash_chunks(archive, 64)
+
+
+def chunk(**change: object) -> ChunkRequest:
+    fields: dict[str, object] = {
+        "token": "secret",
+        "game_id": "bfbc2",
+        "path": "bfbc2.eti",
+        "offset": 0,
+        "length": 100,
+        **change,
+    }
+    return ChunkRequest(**fields)  # type: ignore[arg-type]
+
+
+def authorize(games: Path, request: ChunkRequest, active: frozenset[str] = frozenset()) -> str:
+    try:
+        authorize_chunk(games, CATALOG, active, "secret", request)
+    except PeerError as exc:
+        return exc.code
+    return "granted"
+
+
+def test_authorize_grants_exactly_the_file(games: Path) -> None:
+    assert authorize_chunk(games, CATALOG, frozenset(), "secret", chunk()) == (
+        games / "bfbc2" / "bfbc2.eti",
+        0,
+        100,
+    )
+    assert authorize(games, chunk(offset=99, length=1)) == "granted"
+    assert authorize(games, chunk(offset=100, length=0)) == "granted"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"token": "forged"}, "unauthorised"),
+        ({"token": ""}, "unauthorised"),
+        ({"token": "secret\u00e9"}, "unauthorised"),
+        ({"offset": 1}, "bad-message"),
+        ({"offset": 100, "length": 1}, "bad-message"),
+        ({"length": 101}, "bad-message"),
+        ({"path": "missing.eti"}, "not-servable"),
+        ({"game_id": "cnc4"}, "not-servable"),
+    ],
+)
+def test_authorize_refuses(games: Path, change: dict[str, object], code: str) -> None:
+    assert authorize(games, chunk(**change)) == code
+
+
+def test_authorize_checks_the_token_before_the_gates(games: Path) -> None:
+    assert authorize(games, chunk(token="forged", game_id="cnc4")) == "unauthorised"
+
+
+def test_authorize_refuses_a_game_with_an_operation(games: Path) -> None:
+    assert authorize(games, chunk(), active=frozenset({"bfbc2"})) == "not-servable"

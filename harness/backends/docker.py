@@ -6,7 +6,10 @@ and a restart (`docker start` of the same container) keeps its state dir and gam
 
 Cleanup without Ryuk: every container and network carries `lanpeer.run` and `lanpeer.worker`
 labels; a lab removes its own at teardown, each worker sweeps its own at exit, and the controller
-sweeps the run at session finish and stale runs at session start.
+sweeps the run at session finish and stale runs at session start (scenarios/conftest.py).
+
+Importing this module imports the Docker SDK and testcontainers: only the scenario wiring does,
+and only when the run uses (or probes for) Docker.
 """
 
 from __future__ import annotations
@@ -32,15 +35,16 @@ from harness.backends.base import GAMES, STATE, LineSink, PeerSpec
 from harness.fixtures_builder import fixture_path
 from harness.image import ensure_peer_image
 
+# Ryuk (testcontainers' reaper) stays off: its image cannot be pulled here, and cleanup is ours
+# (labels and sweeps). testcontainers reads this when it first needs it, not at import.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
 STALE_AFTER = dt.timedelta(hours=2)
 
 
-def labels(run_id: str) -> dict[str, str]:
-    return {
-        "lanpeer.test": "1",
-        "lanpeer.run": run_id,
-        "lanpeer.worker": os.environ.get("PYTEST_XDIST_WORKER", "master"),
-    }
+def labels(run_id: str, worker: str) -> dict[str, str]:
+    """`worker` is xdist's worker id ("gw0", ...), or "master" in an undistributed run."""
+    return {"lanpeer.test": "1", "lanpeer.run": run_id, "lanpeer.worker": worker}
 
 
 def engine_problem() -> str | None:
@@ -97,13 +101,12 @@ def sweep_stale(current_run: str) -> None:
 _worker_sweep_registered = False
 
 
-def _register_worker_sweep(run_id: str) -> None:
+def _register_worker_sweep(run_id: str, worker: str) -> None:
     """Backstop for a worker that dies between tests: sweep its own labels at exit/SIGTERM."""
     global _worker_sweep_registered
     if _worker_sweep_registered:
         return
     _worker_sweep_registered = True
-    worker = labels(run_id)["lanpeer.worker"]
     atexit.register(_sweep, {"label": [f"lanpeer.run={run_id}", f"lanpeer.worker={worker}"]})
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -215,13 +218,13 @@ class DockerBackend:
     name = "docker"
     unrar = "/usr/local/bin/unrar"  # the image's sidecar, as upstream ships it
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, worker: str) -> None:
         self.client = docker.from_env()
         self.image = ensure_peer_image(self.client)
-        self.labels = labels(run_id)
+        self.labels = labels(run_id, worker)
         self.peers: list[DockerPeer] = []
         self._network: Network | None = None
-        _register_worker_sweep(run_id)
+        _register_worker_sweep(run_id, worker)
 
     def network_name(self) -> str:
         if self._network is None:

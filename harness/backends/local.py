@@ -22,10 +22,12 @@ from harness.fixtures_builder import fixture_path
 _addresses = itertools.count()
 
 
-def _next_loopback() -> str:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+def _next_loopback(worker: str) -> str:
+    """A fresh 127.x address; x comes from xdist's worker id, so workers never collide."""
+    number = worker.removeprefix("gw")  # "master" (no xdist) shares gw0's block
+    block = 10 + (int(number) if number.isdigit() else 0) % 200
     n = next(_addresses)
-    return f"127.{10 + int(worker or 0) % 200}.{(n // 250) % 250}.{n % 250 + 2}"
+    return f"127.{block}.{(n // 250) % 250}.{n % 250 + 2}"
 
 
 def _pump(stream: IO[bytes], name: str, sink: LineSink) -> None:
@@ -34,7 +36,7 @@ def _pump(stream: IO[bytes], name: str, sink: LineSink) -> None:
 
 
 class LocalPeer:
-    def __init__(self, spec: PeerSpec, workdir: Path) -> None:
+    def __init__(self, spec: PeerSpec, workdir: Path, worker: str) -> None:
         if spec.games_tmpfs or spec.mdns:
             # tmpfs needs a container; mDNS on the host would reach the machine's real network.
             raise RuntimeError("the local backend has no tmpfs /games or mDNS; use docker")
@@ -42,7 +44,7 @@ class LocalPeer:
         self.spec = spec
         self.games = workdir / "games"
         self.state = workdir / "state"
-        self.host = _next_loopback()
+        self.host = _next_loopback(worker)
         self.proc: subprocess.Popen[bytes] | None = None
         self.games.mkdir(parents=True)
         if spec.fixture:
@@ -108,12 +110,14 @@ class LocalBackend:
     name = "local"
     unrar = shutil.which("unrar") or "unrar"  # scripts/setup.sh installs it
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, worker: str) -> None:
+        """`worker` is xdist's worker id ("gw0", ...), or "master" in an undistributed run."""
+        self.worker = worker
         self.root = Path(tempfile.mkdtemp(prefix=f"lanpeer-{run_id}-"))
         self.peers: list[LocalPeer] = []
 
     def create(self, spec: PeerSpec) -> LocalPeer:
-        peer = LocalPeer(spec, self.root / f"{len(self.peers):02d}-{spec.name}")
+        peer = LocalPeer(spec, self.root / f"{len(self.peers):02d}-{spec.name}", self.worker)
         self.peers.append(peer)
         return peer
 

@@ -1,34 +1,42 @@
 """Fetching a game root from several peers at once.
 
 The plan (who fetches what) comes from `transfer.plan`; this module only moves bytes: it asks
-every source for its descriptors, writes verified chunks at their offsets, and commits the root
-`version.ini` last, by atomic rename, so an interrupted download never looks complete.
+every source for its descriptors, pulls each chunk's slices from the lane, writes and hashes
+them itself, and commits the root `version.ini` last, by atomic rename, so an interrupted
+download never looks complete.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from peer.blocking import in_thread
 from peer.errors import PeerError
+from peer.events import Event
+from peer.output import Emit
 from peer.paths import SENTINEL, SENTINEL_TMP
+from peer.protocol import (
+    ChunkRequest,
+    FileDescriptor,
+    GameFiles,
+    GetGame,
+    GetStream,
+    Reply,
+    expect,
+)
+from peer.transfer.disk import LocalWriteError, figures, fsync_path, write_all
+from peer.transfer.lane import Lane
 from peer.transfer.plan import Chunk, Scheduler, chunks_of, validate_descriptors
-from peer.transport import fetch_chunk, fsync_path
-from peer.wire import FileDescriptor, Message, parse_file_list, raise_for_error
 
-MIB = 1024 * 1024
-
-
-class LocalWriteError(Exception):
-    """Writing to our own disk failed (ENOSPC, EIO): no source is to blame, abort the download.
-
-    Deliberately not an OSError, so the transport does not mistake it for a dead source.
-    """
+Offer = TypeVar("Offer")
 
 
 @dataclass(frozen=True)
@@ -43,14 +51,19 @@ class Source:
 @dataclass(frozen=True)
 class FetchSettings:
     depth: int
-    idle_timeout: float
     progress_interval: float
 
 
 class FetchContext(Protocol):
-    def emit(self, event: str, **fields: Any) -> None: ...
+    """What a download needs from the node: its events, its control links and a fast lane."""
 
-    async def request_peer(self, peer_id: str, message: Message) -> Message: ...
+    @property
+    def emit(self) -> Emit: ...
+
+    @property
+    def lane(self) -> Lane: ...
+
+    async def request_peer(self, peer_id: str, message: GetGame | GetStream) -> Reply: ...
 
 
 def _target(root: Path, rel: str) -> Path:
@@ -62,14 +75,25 @@ def _target(root: Path, rel: str) -> Path:
     return target
 
 
-async def _collect_offers(
-    ctx: FetchContext, game_id: str, sources: list[Source]
-) -> dict[str, tuple[FileDescriptor, ...]]:
-    async def ask(source: Source) -> tuple[FileDescriptor, ...] | None:
+async def collect_offers(
+    ctx: FetchContext,
+    game_id: str,
+    sources: list[Source],
+    request: GetGame | GetStream,
+    read: Callable[[Reply], Offer],
+) -> dict[str, Offer]:
+    """Ask every source at once; a source that refuses or answers nonsense is skipped.
+
+    When every source was skipped, the refusal says why (each source's reason), not merely
+    that nobody has the game.
+    """
+    skipped: list[str] = []
+
+    async def ask(source: Source) -> Offer | None:
         try:
-            reply = await ctx.request_peer(source.peer_id, {"type": "get-game", "game_id": game_id})
-            return parse_file_list(raise_for_error(reply, "game-files").get("files"))
+            return read(await ctx.request_peer(source.peer_id, request))
         except PeerError as exc:
+            skipped.append(f"{source.addr}: {exc.code}: {exc.message}")
             ctx.emit(
                 "download-source-skipped",
                 game_id=game_id,
@@ -81,7 +105,20 @@ async def _collect_offers(
             return None
 
     answers = await asyncio.gather(*(ask(s) for s in sources))
-    return {s.peer_id: a for s, a in zip(sources, answers, strict=True) if a is not None}
+    offers = {s.peer_id: a for s, a in zip(sources, answers, strict=True) if a is not None}
+    if not offers and skipped:
+        raise PeerError("no-peers", f"no source could offer {game_id}: " + "; ".join(skipped))
+    return offers
+
+
+def _files_of(game_id: str) -> Callable[[Reply], tuple[FileDescriptor, ...]]:
+    def read(reply: Reply) -> tuple[FileDescriptor, ...]:
+        offer = expect(reply, GameFiles)
+        if offer.game_id != game_id:
+            raise PeerError("bad-message", f"asked for {game_id}, got {offer.game_id}")
+        return tuple(sorted(offer.files, key=lambda f: f.path))
+
+    return read
 
 
 def _prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
@@ -129,26 +166,21 @@ class _Download:
     async def fetch_one(self, chunk: Chunk, source: Source) -> None:
         fd = self.fd(chunk.path)
         hasher = hashlib.sha256()
-
-        def write(rel_offset: int, data: bytes) -> None:
-            if rel_offset + len(data) > chunk.length:
-                raise PeerError("bad-chunk", "source sent more bytes than asked")
-            try:
-                os.pwrite(fd, data, chunk.offset + rel_offset)
-            except OSError as exc:
-                raise LocalWriteError(f"{chunk.path}: {exc}") from exc
-            hasher.update(data)
-
-        request = {
-            "token": source.data_token,
-            "game_id": self.game_id,
-            "path": chunk.path,
-            "offset": chunk.offset,
-            "length": chunk.length,
-        }
-        got = await fetch_chunk(
-            source.host, source.data_port, request, write, self.settings.idle_timeout
+        request = ChunkRequest(
+            source.data_token, self.game_id, chunk.path, chunk.offset, chunk.length
         )
+        got = 0
+        slices = self.ctx.lane.fetch(source.host, source.data_port, request)
+        async with contextlib.aclosing(slices):
+            async for data in slices:
+                if got + len(data) > chunk.length:
+                    raise PeerError("bad-chunk", "source sent more bytes than asked")
+                try:
+                    write_all(fd, data, chunk.offset + got)
+                except OSError as exc:
+                    raise LocalWriteError(f"{chunk.path}: {exc}") from exc
+                hasher.update(data)
+                got += len(data)
         if got != chunk.length or hasher.hexdigest() != chunk.sha256:
             raise PeerError(
                 "bad-chunk",
@@ -184,7 +216,9 @@ class _Download:
             self._emit("download-chunk-finished", source, chunk, bytes=chunk.length)
             self.changed.set()
 
-    def _emit(self, event: str, source: Source, chunk: Chunk | None = None, **fields: Any) -> None:
+    def _emit(
+        self, event: Event, source: Source, chunk: Chunk | None = None, **fields: Any
+    ) -> None:
         where = {"path": chunk.path, "offset": chunk.offset} if chunk else {}
         self.ctx.emit(
             event,
@@ -244,7 +278,7 @@ async def download_game(
     sources: list[Source],
 ) -> dict[str, Any]:
     """Download `game_id` into `games_dir`; returns the figures for `download-finished`."""
-    offers = await _collect_offers(ctx, game_id, sources)
+    offers = await collect_offers(ctx, game_id, sources, GetGame(game_id), _files_of(game_id))
     validated = validate_descriptors(game_id, offers)
     if SENTINEL not in {f.path for f in validated.files}:
         raise PeerError("bad-metadata", f"the sources' file list of {game_id} has no {SENTINEL}")
@@ -258,9 +292,8 @@ async def download_game(
         rejected_sources=list(validated.rejected),
     )
     root = games_dir / game_id
-    loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(None, _prepare_root, root, validated.files)
+        await in_thread(_prepare_root, root, validated.files)
     except OSError as exc:
         raise PeerError("write-failed", f"cannot prepare {game_id}: {exc}") from exc
     download = _Download(ctx, settings, root, game_id, validated.files, by_id)
@@ -277,21 +310,13 @@ async def download_game(
     progress = asyncio.create_task(download.progress(started))
     try:
         await download.run(chunks)
-        await loop.run_in_executor(None, _commit, root, validated.files)
+        await in_thread(_commit, root, validated.files)
     except (OSError, LocalWriteError) as exc:
         raise PeerError("write-failed", f"cannot write {game_id}: {exc}") from exc
     finally:
         progress.cancel()
-    duration = max(time.monotonic() - started, 1e-6)
-    mib_per_s = download.total_bytes / MIB / duration
-    return {
-        "bytes": download.total_bytes,
-        "duration_ms": round(duration * 1000, 3),
-        "mib_per_s": round(mib_per_s, 3),
-        "mbit_per_s": round(mib_per_s * 8.388608, 3),
-        "chunks": len(chunks),
-        "bytes_per_source": {by_id[p].addr: n for p, n in download.per_source.items()},
-    }
+    per_source = {by_id[p].addr: n for p, n in download.per_source.items()}
+    return figures(download.total_bytes, started, len(chunks), per_source)
 
 
 def _commit(root: Path, files: tuple[FileDescriptor, ...]) -> None:

@@ -7,10 +7,12 @@ decision (majority vote, least-loaded split, retry, stealing) is unit-testable.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from peer.errors import PeerError
-from peer.wire import FileDescriptor
+from peer.protocol import FileDescriptor
 
 
 @dataclass(frozen=True)
@@ -21,21 +23,25 @@ class Chunk:
     sha256: str
 
 
-@dataclass(frozen=True)
-class Validated:
-    """The descriptor set the plurality of sources agreed on, and who agreed."""
+Offer = TypeVar("Offer", bound=Hashable)
 
-    files: tuple[FileDescriptor, ...]
+
+@dataclass(frozen=True)
+class Validated(Generic[Offer]):
+    """The offer (descriptors, or archive listings) a plurality of sources agreed on, and who."""
+
+    files: Offer
     sources: tuple[str, ...]
     rejected: tuple[str, ...]
 
 
-def validate_descriptors(game_id: str, offers: dict[str, tuple[FileDescriptor, ...]]) -> Validated:
-    """Pick the file set a strict plurality of sources agrees on (sizes and chunk hashes).
+def validate_descriptors(game_id: str, offers: dict[str, Offer]) -> Validated[Offer]:
+    """Pick the offer a strict plurality of sources agrees on (e.g. sizes and chunk hashes).
 
-    `offers` maps source id -> that source's descriptors. A tie for first place (including the
-    1-vs-1 conflict of S8/S17) rejects the download: with no majority we cannot know which peer
-    is right, and guessing would commit bytes nobody vouched for.
+    `offers` maps source id -> what that source offers: file descriptors for a download,
+    archive listings for a streamed install; either is compared whole. A tie for first place
+    (including the 1-vs-1 conflict of S8/S17) rejects the download: with no majority we cannot
+    know which peer is right, and guessing would commit bytes nobody vouched for.
     """
     if not offers:
         raise PeerError("no-peers", f"no peers have game {game_id}")

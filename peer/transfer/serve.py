@@ -2,13 +2,15 @@
 
 `check_serve_gates` is the single place that decides whether a game root may leave this peer
 (S12): catalog ID, committed sentinel, catalog version, no active operation, and a path that
-stays inside the transferable part of the root.
+stays inside the transferable part of the root. `authorize_chunk` adds what a fast-lane request
+needs on top (the data token and the byte range), so both lanes share the same gates.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from peer.catalog import Catalog
 from peer.errors import PeerError
 from peer.library import read_sentinel
 from peer.paths import RESERVED_ROOT_NAMES, check_game_id, check_relative_path
-from peer.wire import FileDescriptor, chunk_count
+from peer.protocol import ChunkRequest, FileDescriptor, StreamRequest, chunk_count
 
 HASH_BLOCK = 1024 * 1024
 
@@ -50,9 +52,56 @@ def check_serve_gates(
         real_root = os.path.realpath(root)
         if os.path.commonpath([os.path.realpath(target), real_root]) != real_root:
             raise PeerError("bad-path", f"path {rel!r} leaves the game root")
-        if not target.is_file():
+        try:  # Path.is_file() raises for ENAMETOOLONG, EACCES and the like
+            is_file = target.is_file()
+        except OSError as exc:
+            raise PeerError("not-servable", f"{gid}/{rel} cannot be read here: {exc}") from None
+        if not is_file:
             raise PeerError("not-servable", f"{gid}/{rel} is not a file here")
     return root
+
+
+def authorize_chunk(
+    games_dir: Path,
+    catalog: Catalog,
+    active_games: set[str] | frozenset[str],
+    token: str,
+    request: ChunkRequest,
+) -> tuple[Path, int, int]:
+    """The file, offset and length a fast-lane request may read, or a refusal.
+
+    The token comes first, so a host that never said Hello learns nothing about our games.
+    """
+    check_token(request.token, token)
+    root = check_serve_gates(games_dir, catalog, active_games, request.game_id, request.path)
+    path = root / request.path
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise PeerError("not-servable", f"{request.path} cannot be read here: {exc}") from None
+    end = request.offset + request.length
+    if end > size:
+        raise PeerError(
+            "bad-message", f"range {request.offset}+{request.length} runs past the end ({size})"
+        )
+    return path, request.offset, request.length
+
+
+def authorize_stream(
+    games_dir: Path,
+    catalog: Catalog,
+    active_games: set[str] | frozenset[str],
+    token: str,
+    request: StreamRequest,
+) -> Path:
+    """The game root a streamed-install request may extract, or a refusal (same gates)."""
+    check_token(request.token, token)
+    return check_serve_gates(games_dir, catalog, active_games, request.game_id)
+
+
+def check_token(offered: str, token: str) -> None:
+    if not secrets.compare_digest(offered.encode(), token.encode()):
+        raise PeerError("unauthorised", "bad data token")
 
 
 def transferable_files(root: Path) -> list[str]:

@@ -1,0 +1,36 @@
+"""The lab's always-loaded pytest plugin (`-p harness.plugin` in pyproject.toml).
+
+It declares the `lanpeer` option group and registers the run log. It imports nothing heavy:
+the Docker SDK and testcontainers are imported only by `scenarios/conftest.py`, and only when
+scenarios run on Docker, so `pytest tests` never touches an engine. `--backend` is declared
+here rather than in that conftest because pytest reads options only from plugins and initial
+conftests: `pytest tests --backend local` must not be an error.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from harness.runlog import RunLog
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lanpeer", "lanpeer lab")
+    group.addoption(
+        "--backend",
+        default=os.environ.get("LANPEER_BACKEND", "auto"),
+        choices=["auto", "docker", "local"],
+        help="where scenario peers run: docker containers, local subprocesses, or auto (docker "
+        "when an engine answers, else local); runs without scenarios ignore it",
+    )
+    group.addoption(
+        "--runlog",
+        default="RUNLOG.md",
+        help="file to append the run entry to, relative to the rootdir ('' = off)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(RunLog(config), "lanpeer-runlog")

@@ -1,0 +1,250 @@
+"""Links to other peers: dialling, Hello, liveness, Goodbye and their library deltas.
+
+One QUIC connection per remote peer id. This module owns the peer table and keeps it true:
+a Hello (either direction) records a peer, a delta updates its library, a Goodbye or a closed
+connection removes it at once, and the liveness rule (`mesh.liveness`) pings the idle and drops
+the silent. Requests it does not own (GetGame) go to the `serve` callback it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from peer.errors import PeerError
+from peer.mesh import PeerTable, RemotePeer, liveness
+from peer.output import Emit
+from peer.protocol import (
+    Goodbye,
+    Hello,
+    HelloAck,
+    LibraryDelta,
+    Ok,
+    Ping,
+    Pong,
+    Reply,
+    Request,
+    expect,
+)
+from peer.quic import ControlConnection, ControlEndpoint, split_addr
+
+log = structlog.get_logger("links")
+
+Spawn = Callable[[Awaitable[Any], str], "asyncio.Task[Any]"]
+Serve = Callable[[Request], Awaitable[Reply]]
+Introduce = Callable[[], dict[str, Any]]  # the fields of our Hello and HelloAck
+
+SELF_HOSTS = frozenset({"127.0.0.1", "localhost", "0.0.0.0"})
+
+
+class Links:
+    def __init__(
+        self,
+        *,
+        emit: Emit,
+        spawn: Spawn,
+        introduce: Introduce,
+        serve: Serve,
+        ping_interval: float,
+        stale_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self._emit = emit
+        self._spawn = spawn
+        self._introduce = introduce
+        self._serve = serve
+        self._ping_interval = ping_interval
+        self._stale_timeout = stale_timeout
+        self._connect_timeout = connect_timeout
+        self.table = PeerTable()
+        self.conns: dict[str, ControlConnection] = {}
+        self.changed = asyncio.Condition()
+        self.peer_id = ""
+        self.addr = ""
+        self.endpoint: ControlEndpoint | None = None
+
+    # -- dialling --------------------------------------------------------------------------
+
+    async def connect(self, addr: str) -> RemotePeer:
+        """Dial `addr`, exchange Hello/HelloAck and record the peer."""
+        host, port = split_addr(addr)
+        own_host, _, own_port = self.addr.rpartition(":")
+        if port == int(own_port) and host in {own_host, *SELF_HOSTS}:
+            raise PeerError("self-connect", f"cannot connect peer to itself ({self.addr})")
+        assert self.endpoint is not None
+        conn = await self.endpoint.connect(host, port, self._connect_timeout)
+        try:
+            ack = expect(await conn.request(Hello(**self._introduce())), HelloAck)
+            self._refuse_self(ack.peer_id)
+        except PeerError:
+            conn.close()
+            raise
+        return await self._register(conn, ack)
+
+    def discovered(self, peer_id: str, addr: str, dial: bool) -> None:
+        """mDNS heard a peer: report it and, if the tie-break says so, dial it."""
+        known = self.table.peers.get(peer_id)
+        if known is not None and known.addr == addr:
+            return
+        self._emit("peer-discovered", peer_id=peer_id, addr=addr)
+        if dial:
+            self._spawn(self._dial_quietly(addr), f"dial-{addr}")
+
+    async def _dial_quietly(self, addr: str) -> None:
+        try:
+            await self.connect(addr)
+        except PeerError as exc:
+            log.warning("dialling a discovered peer failed", addr=addr, error=exc.message)
+
+    def _refuse_self(self, peer_id: str) -> None:
+        """Another address of this very peer (a host name, another interface) is still us."""
+        if peer_id == self.peer_id:
+            raise PeerError("self-connect", f"cannot connect peer to itself ({self.addr})")
+
+    async def _register(self, conn: ControlConnection, intro: Hello | HelloAck) -> RemotePeer:
+        old_conn = self.conns.get(intro.peer_id)
+        record, is_new = self.table.upsert(intro, time.monotonic())
+        conn.peer_id = intro.peer_id
+        self.conns[intro.peer_id] = conn
+        if old_conn is not None and old_conn is not conn:
+            old_conn.close()
+        self._emit(
+            "peer-connected",
+            peer_id=record.peer_id,
+            addr=record.addr,
+            game_count=len(record.library),
+            new=is_new,
+        )
+        await self._notify()
+        return record
+
+    # -- answering -------------------------------------------------------------------------
+
+    async def handle(self, conn: ControlConnection, request: Request) -> Reply:
+        """Answer one request from a remote peer (the QUIC layer turns refusals into replies)."""
+        if isinstance(request, Hello):
+            self._refuse_self(request.peer_id)
+            await self._register(conn, request)
+            return HelloAck(**self._introduce())
+        record = self.table.peers.get(conn.peer_id or "")
+        if record is None:
+            raise PeerError("not-introduced", "send hello first")
+        record.last_seen = time.monotonic()
+        if isinstance(request, Ping):
+            return Pong()
+        if isinstance(request, Goodbye):
+            # Reply first, then drop: the leaving peer should hear that we heard it.
+            asyncio.get_running_loop().call_soon(self.drop, record.peer_id, "goodbye")
+            return Ok()
+        if isinstance(request, LibraryDelta):
+            self.table.apply_delta(record.peer_id, request)
+            self._emit(
+                "peer-library-changed",
+                peer_id=record.peer_id,
+                addr=record.addr,
+                games=sorted(record.library),
+                added=[g.game_id for g in request.added],
+                updated=[g.game_id for g in request.updated],
+                removed=list(request.removed),
+            )
+            return Ok()
+        return await self._serve(request)
+
+    def closed(self, conn: ControlConnection) -> None:
+        if conn.peer_id and self.conns.get(conn.peer_id) is conn:
+            self.drop(conn.peer_id, "connection-closed")
+
+    # -- asking ----------------------------------------------------------------------------
+
+    async def request(self, peer_id: str, message: Request, timeout: float | None = None) -> Reply:
+        conn = self.conns.get(peer_id)
+        if conn is None:
+            raise PeerError("peer-unreachable", f"peer {peer_id} is gone")
+        return await conn.request(message, timeout)
+
+    def broadcast(self, message: Request) -> None:
+        """Send `message` to every linked peer, without waiting; failures are only logged."""
+        for peer_id in list(self.conns):
+            self._spawn(self._send_quietly(peer_id, message), f"send-{peer_id}")
+
+    async def _send_quietly(self, peer_id: str, message: Request) -> None:
+        try:
+            await self.request(peer_id, message)
+        except PeerError as exc:
+            log.warning("send failed", peer_id=peer_id, type=type(message).__name__, error=exc)
+
+    async def wait_for(self, count: int, timeout: float) -> int:
+        try:
+            async with self.changed, asyncio.timeout(timeout):
+                await self.changed.wait_for(lambda: len(self.table.peers) >= count)
+        except TimeoutError:
+            have = len(self.table.peers)
+            raise PeerError(
+                "timeout", f"waited {timeout}s for {count} peer(s); have {have}"
+            ) from None
+        return len(self.table.peers)
+
+    # -- losing ----------------------------------------------------------------------------
+
+    def drop(self, peer_id: str, reason: str) -> None:
+        record = self.table.remove(peer_id)
+        conn = self.conns.pop(peer_id, None)
+        if conn is not None and not conn.closed:
+            conn.close()
+        if record is None:
+            return
+        self._emit(
+            "peer-lost",
+            peer_id=peer_id,
+            addr=record.addr,
+            reason=reason,
+            removed_games=sorted(record.library),
+        )
+        self._spawn(self._notify(), "notify")
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def keep_alive(self) -> None:
+        """Apply the liveness rule twice per ping interval, for as long as the node runs."""
+        while True:
+            await asyncio.sleep(self._ping_interval / 2)
+            due = liveness(
+                time.monotonic(),
+                self.table.peers.values(),
+                self._ping_interval,
+                self._stale_timeout,
+            )
+            for peer_id in due.drop:
+                self.drop(peer_id, "timeout")
+            for peer_id in due.ping:
+                if peer_id in self.conns:
+                    self._spawn(self._ping(peer_id), f"ping-{peer_id}")
+
+    async def _ping(self, peer_id: str) -> None:
+        conn = self.conns.get(peer_id)
+        if conn is None:
+            return
+        try:
+            expect(await conn.request(Ping(self.peer_id), timeout=2.0), Pong)
+        except PeerError:
+            return
+        record = self.table.peers.get(peer_id)
+        if record is not None:
+            record.last_seen = time.monotonic()
+
+    async def close(self) -> None:
+        """Say Goodbye to every peer so they drop us at once (S10), then close every link."""
+        goodbyes = [
+            conn.request(Goodbye(self.peer_id), timeout=2.0) for conn in self.conns.values()
+        ]
+        await asyncio.gather(*goodbyes, return_exceptions=True)
+        for conn in list(self.conns.values()):
+            conn.close()
+        if self.endpoint is not None:
+            self.endpoint.close()

@@ -1,0 +1,242 @@
+"""The node: builds a peer's parts, starts and stops them, and wires their callbacks.
+
+It holds no rules of its own. The parts never import it; each gets the callables it needs
+(`emit`, `spawn`, lookups) in its constructor:
+
+- `advert.LocalLibrary`: the games root as scanned and as advertised, with its deltas;
+- `links.Links`: QUIC links, Hello, liveness, Goodbye, remote libraries;
+- `operations.Operations`: the single-flight table and how every operation ends;
+- `transfer.lane`: the fast lane's server (gated by `authorize_chunk`) and client;
+- `console.COMMANDS`: the stdin commands, run by `run_command`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import structlog
+
+from peer import console
+from peer.advert import LocalLibrary
+from peer.blocking import in_thread
+from peer.commands import Command
+from peer.discovery import Discovery, advertised_host, should_dial
+from peer.identity import Identity, load_or_create_identity
+from peer.install import recover
+from peer.links import Links
+from peer.operations import Operations
+from peer.output import Emit
+from peer.paths import SENTINEL, check_game_id
+from peer.protocol import (
+    PROTOCOL_VERSION,
+    GetGame,
+    GetStream,
+    LibraryDelta,
+    Reply,
+)
+from peer.quic import ControlEndpoint
+from peer.serving import Serving
+from peer.settings import Settings
+from peer.transfer.lane import (
+    Authorize,
+    LaneServer,
+    OpenStream,
+    RateLimiter,
+    TcpLane,
+    serve_lane,
+)
+from peer.unpack import make_unpacker
+
+log = structlog.get_logger("peer")
+
+
+class Node:
+    def __init__(self, settings: Settings, emit: Emit) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.identity: Identity | None = None
+        self.addr = ""
+        self.data_port = 0
+        self.data_token = secrets.token_hex(16)
+        self.stopping = asyncio.Event()  # set once shutdown has finished
+        self._shutting_down = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.operations = Operations(emit, changed=self._operations_changed, spawn=self.spawn)
+        self.library = LocalLibrary(
+            settings.games_dir,
+            settings.catalog,
+            emit,
+            hidden=self.operations.active,
+            publish=self._publish,
+        )
+        self.links = Links(
+            emit=emit,
+            spawn=self.spawn,
+            introduce=self._introduce,
+            serve=lambda request: self.serving.answer(request),
+            ping_interval=settings.ping_interval,
+            stale_timeout=settings.stale_timeout,
+            connect_timeout=settings.connect_timeout,
+        )
+        self.lane = TcpLane(settings.chunk_idle_timeout)
+        self.unpacker = make_unpacker(settings.unrar)
+        self.serving = Serving(
+            lambda: self.library.games_dir,
+            settings.catalog,
+            self.operations.active,
+            self.data_token,
+            settings.unrar,
+            settings.chunk_size,
+            settings.max_upload_rate,
+        )
+        self._lane_server: LaneServer | None = None
+        self._discovery: Discovery | None = None
+
+    @property
+    def peer_id(self) -> str:
+        assert self.identity is not None, "the node has not started"
+        return self.identity.peer_id
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run `coro` as one of the node's tasks: logged if it crashes, cancelled at stop."""
+
+        async def guarded() -> Any:
+            try:
+                return await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("task crashed", task=name)
+                return None
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self.identity = load_or_create_identity(s.state_dir)
+        self.library.peer_id = self.links.peer_id = self.peer_id
+        await in_thread(self._prepare_games_dir)
+        self.links.endpoint = ControlEndpoint(
+            self.identity,
+            self.links.handle,
+            self.links.closed,
+            request_timeout=s.request_timeout,
+            idle_timeout=max(s.stale_timeout * 2, 10.0),
+        )
+        port = await self.links.endpoint.listen(s.listen_host, s.listen_port)
+        try:  # the lane takes the same port number when it is free, for tidy addresses
+            lane = await serve_lane(s.listen_host, port, *self._lane_gates())
+        except OSError:
+            lane = await serve_lane(s.listen_host, 0, *self._lane_gates())
+        self._lane_server = lane
+        self.data_port = lane.port
+        self.addr = self.links.addr = f"{advertised_host(s.listen_host)}:{port}"
+        self.library.rescan(force_event=True)
+        self.emit(
+            "local-peer-ready",
+            peer_id=self.peer_id,
+            addr=self.addr,
+            data_port=self.data_port,
+            games_dir=str(self.library.games_dir),
+        )
+        log.info("ready", peer_id=self.peer_id, addr=self.addr, data_port=self.data_port)
+        self.spawn(self._rescan_forever(), "scan")
+        self.spawn(self.links.keep_alive(), "liveness")
+        if s.mdns:
+            await self._start_discovery(port)
+
+    def _prepare_games_dir(self) -> None:
+        games_dir = self.library.games_dir
+        games_dir.mkdir(parents=True, exist_ok=True)
+        for game_id in self.settings.fixtures:
+            self._seed_fixture(check_game_id(game_id))
+        for entry in sorted(games_dir.iterdir()):
+            if entry.is_dir():
+                recover(entry)
+
+    def _seed_fixture(self, game_id: str) -> None:
+        """`--fixture ID`: a tiny archive and a sentinel at the catalog version (or today's)."""
+        root = self.library.games_dir / game_id
+        if (root / SENTINEL).exists():
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        (root / f"{game_id}.eti").write_bytes(f"lanpeer fixture archive for {game_id}\n".encode())
+        version = self.settings.catalog.get(game_id, time.strftime("%Y%m%d"))
+        (root / SENTINEL).write_text(version + "\n")
+
+    async def _start_discovery(self, port: int) -> None:
+        host = self.addr.rpartition(":")[0]
+
+        def found(peer_id: str, addr: str) -> None:
+            self.links.discovered(peer_id, addr, dial=should_dial(self.peer_id, peer_id))
+
+        self._discovery = Discovery(self.peer_id, host, port, found)
+        try:
+            await self._discovery.start()
+        except OSError as exc:  # no multicast here: say so and keep serving
+            self._discovery = None
+            log.warning("mdns unavailable", error=str(exc))
+
+    def stop_soon(self) -> None:
+        self.spawn(self.shutdown(), "shutdown")
+
+    async def shutdown(self) -> None:
+        """End the operations, say Goodbye to every peer (S10), then close everything."""
+        if self._shutting_down:  # a second caller waits for the first to finish
+            await self.stopping.wait()
+            return
+        self._shutting_down = True
+        if self._discovery is not None:
+            await self._discovery.close()
+        await self.operations.shutdown()
+        await self.links.close()
+        if self._lane_server is not None:
+            await self._lane_server.close()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        self.stopping.set()
+
+    async def _rescan_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.scan_interval)
+            self.library.rescan()
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    async def run_command(self, cmd: Command) -> Any:
+        return await console.COMMANDS[cmd.name].handler(self, **cmd.args)
+
+    async def request_peer(self, peer_id: str, message: GetGame | GetStream) -> Reply:
+        return await self.links.request(peer_id, message, self.settings.describe_timeout)
+
+    def _operations_changed(self) -> None:
+        self.library.rescan()
+
+    def _publish(self, delta: LibraryDelta) -> None:
+        self.links.broadcast(delta)
+
+    def _introduce(self) -> dict[str, Any]:
+        rev, games = self.library.snapshot()
+        return dict(
+            proto=PROTOCOL_VERSION,
+            peer_id=self.peer_id,
+            listen_addr=self.addr,
+            data_port=self.data_port,
+            data_token=self.data_token,
+            rev=rev,
+            games=games,
+        )
+
+    def _lane_gates(self) -> tuple[Authorize, OpenStream, RateLimiter]:
+        return self.serving.authorize, self.serving.open_stream, self.serving.limiter

@@ -1,0 +1,80 @@
+"""What this peer serves to others: game descriptors and archive listings on the control plane,
+chunks and streamed installs on the fast lane, all behind the same serve gates.
+
+The gates themselves are pure functions in `transfer/serve.py`; this binds them to the node's
+live state (games dir, active operations, data token) and to the blocking work behind them.
+"""
+
+from __future__ import annotations
+
+from asyncio import StreamWriter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from peer.blocking import in_thread
+from peer.catalog import Catalog
+from peer.errors import PeerError
+from peer.protocol import (
+    ChunkRequest,
+    GameFiles,
+    GetGame,
+    GetStream,
+    Reply,
+    Request,
+    StreamManifest,
+    StreamRequest,
+)
+from peer.transfer.lane import RateLimiter
+from peer.transfer.provider import list_archives, send_entries
+from peer.transfer.serve import (
+    DescriptorCache,
+    authorize_chunk,
+    authorize_stream,
+    check_serve_gates,
+)
+
+
+class Serving:
+    def __init__(
+        self,
+        games_dir: Callable[[], Path],
+        catalog: Catalog,
+        active: Callable[[], frozenset[str]],
+        data_token: str,
+        unrar: str | None,
+        chunk_size: int,
+        max_upload_rate: int | None,
+    ) -> None:
+        self._games_dir = games_dir
+        self._catalog = catalog
+        self._active = active
+        self._token = data_token
+        self._unrar = unrar
+        self._descriptors = DescriptorCache(chunk_size)
+        self.limiter = RateLimiter(max_upload_rate)
+
+    async def answer(self, request: Request) -> Reply:
+        """Control requests that are not about the link itself: what a game holds."""
+        if not isinstance(request, GetGame | GetStream):
+            raise ValueError(f"no handler for {type(request).__name__}")
+        root = check_serve_gates(self._games_dir(), self._catalog, self._active(), request.game_id)
+        if isinstance(request, GetStream):
+            return StreamManifest(root.name, await in_thread(list_archives, root))
+        return GameFiles(root.name, await in_thread(self._descriptors.describe, root))
+
+    def authorize(self, request: ChunkRequest) -> tuple[Path, int, int]:
+        gates = (self._games_dir(), self._catalog, self._active())
+        return authorize_chunk(*gates, self._token, request)
+
+    def open_stream(self, request: StreamRequest) -> Callable[[StreamWriter], Awaitable[None]]:
+        gates = (self._games_dir(), self._catalog, self._active())
+        root = authorize_stream(*gates, self._token, request)
+        unrar = self._unrar
+        if unrar is None:
+            raise PeerError("not-servable", "this peer streams no installs (it has no --unrar)")
+
+        async def send(writer: StreamWriter) -> None:
+            listings = await in_thread(list_archives, root)
+            await send_entries(writer, root, listings, unrar, self.limiter)
+
+        return send

@@ -1,0 +1,212 @@
+"""The receiving side of a streamed install: a game's archives, extracted, straight into staging.
+
+The archive listings (names, sizes, CRC32 of every entry, in order) are asked of every
+catalog-version source and validated by plurality, as download descriptors are; a source whose
+listing disagrees is not used. Then one source streams every entry; each is written under
+`.local.installing/` with the path rules of downloads and checked against the validated size
+and CRC32. A failed attempt is rolled back and the whole stream is tried again from the next
+validated source (there is no byte-offset resume). Nothing of the archive or the root sentinel
+is ever written: the result is an install without a download (`LocalOnly`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from peer.blocking import in_thread
+from peer.errors import PeerError
+from peer.paths import LOCAL_DIR, STAGING_DIR
+from peer.protocol import (
+    ArchiveEntry,
+    ArchiveListing,
+    EntryHeader,
+    GetStream,
+    Reply,
+    StreamManifest,
+    StreamRequest,
+    expect,
+)
+from peer.transfer.disk import LocalWriteError, figures, write_all
+from peer.transfer.fetch import FetchContext, Source, collect_offers
+from peer.transfer.plan import validate_descriptors
+
+STREAM_READY = True  # the streamed install is complete (the scenario helpers poll for this)
+
+
+def _listings_of(game_id: str) -> Callable[[Reply], tuple[ArchiveListing, ...]]:
+    def read(reply: Reply) -> tuple[ArchiveListing, ...]:
+        manifest = expect(reply, StreamManifest)
+        if manifest.game_id != game_id:
+            raise PeerError("bad-message", f"asked for {game_id}, got {manifest.game_id}")
+        return manifest.archives
+
+    return read
+
+
+def prepare_staging(root: Path, entries: list[ArchiveEntry]) -> None:
+    """A fresh, empty staging tree with every directory the entries need."""
+    if root.is_symlink():
+        raise PeerError("bad-path", f"{root.name} is a symlink; refusing to write through it")
+    staging = root / STAGING_DIR
+    discard_staging(root, keep_root=True)
+    staging.mkdir(parents=True)
+    for entry in entries:
+        folder = staging / entry.path if entry.is_dir else (staging / entry.path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def discard_staging(root: Path, keep_root: bool = False) -> None:
+    """Roll a streamed install back: no staging, and no root left empty by it."""
+    staging = root / STAGING_DIR
+    if staging.is_dir() and not staging.is_symlink():
+        shutil.rmtree(staging)
+    elif staging.exists() or staging.is_symlink():
+        staging.unlink()
+    if not keep_root and root.is_dir() and not root.is_symlink() and not any(root.iterdir()):
+        root.rmdir()
+
+
+def promote(root: Path) -> None:
+    """The install's commit point: staging becomes `local/` by one rename."""
+    local = root / LOCAL_DIR
+    if local.exists() or local.is_symlink():
+        raise PeerError("install-failed", f"{root.name}/{LOCAL_DIR} appeared during the stream")
+    os.rename(root / STAGING_DIR, local)
+
+
+class _Receiver:
+    """Writes one source's stream into staging, checking each entry as it completes."""
+
+    def __init__(self, ctx: FetchContext, game_id: str, root: Path, source: Source) -> None:
+        self.ctx, self.game_id, self.source = ctx, game_id, source
+        self.staging = root / STAGING_DIR
+        self.entry: ArchiveEntry | None = None
+        self.fd = -1
+        self.got = 0
+        self.crc = 0
+        self.bytes = 0
+
+    async def run(self, files: list[ArchiveEntry]) -> None:
+        expected = iter(files)
+        request = StreamRequest(self.source.data_token, self.game_id)
+        items = self.ctx.lane.entries(self.source.host, self.source.data_port, request)
+        try:
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    if isinstance(item, EntryHeader):
+                        self._finish_entry()
+                        self._open_entry(item, next(expected, None))
+                    else:
+                        self._write(item)
+            self._finish_entry()
+        finally:
+            self._close()
+        missing = next(expected, None)
+        if missing is not None:
+            raise PeerError("peer-unreachable", f"the stream ended before {missing.path}")
+
+    def _open_entry(self, header: EntryHeader, entry: ArchiveEntry | None) -> None:
+        if entry is None or (entry.path, entry.size) != (header.path, header.size):
+            raise PeerError("bad-chunk", f"unexpected entry {header.path!r} in the stream")
+        target = self.staging / entry.path
+        try:
+            self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise LocalWriteError(f"{entry.path}: {exc}") from exc
+        self.entry, self.got, self.crc = entry, 0, 0
+
+    def _write(self, data: bytes) -> None:
+        entry = self.entry
+        if entry is None or self.got + len(data) > entry.size:
+            raise PeerError("bad-chunk", "the source sent more bytes than the entry holds")
+        try:
+            write_all(self.fd, data, self.got)
+        except OSError as exc:
+            raise LocalWriteError(f"{entry.path}: {exc}") from exc
+        self.crc = zlib.crc32(data, self.crc)
+        self.got += len(data)
+
+    def _finish_entry(self) -> None:
+        entry = self.entry
+        if entry is None:
+            return
+        self._close()
+        self.entry = None
+        if self.got != entry.size or self.crc != entry.crc32:
+            raise PeerError(
+                "bad-chunk", f"{entry.path}: bytes do not match the validated size and CRC32"
+            )
+        self.bytes += entry.size
+        self.ctx.emit(
+            "download-chunk-finished",
+            game_id=self.game_id,
+            peer_id=self.source.peer_id,
+            peer_addr=self.source.addr,
+            path=f"{STAGING_DIR}/{entry.path}",
+            offset=0,
+            bytes=entry.size,
+        )
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+async def stream_game(
+    ctx: FetchContext, games_dir: Path, game_id: str, version: str, sources: list[Source]
+) -> dict[str, Any]:
+    """Stream `game_id` into its staging tree; returns the figures for `download-finished`.
+
+    On return every entry of every archive is in `.local.installing/`, checked; the caller
+    promotes it. On failure the staging tree may remain: the caller rolls back.
+    """
+    offers = await collect_offers(ctx, game_id, sources, GetStream(game_id), _listings_of(game_id))
+    validated = validate_descriptors(game_id, offers)
+    entries = [e for listing in validated.files for e in listing.entries]
+    files = [e for e in entries if not e.is_dir]
+    agreed = [s for s in sources if s.peer_id in validated.sources]
+    ctx.emit(
+        "got-game-files",
+        game_id=game_id,
+        version=version,
+        files=[{"path": e.path, "size": e.size} for e in files],
+        sources=[{"peer_id": s.peer_id, "peer_addr": s.addr} for s in agreed],
+        rejected_sources=list(validated.rejected),
+    )
+    total = sum(e.size for e in files)
+    ctx.emit(
+        "download-begin",
+        game_id=game_id,
+        total_bytes=total,
+        files=len(files),
+        chunks=len(files),
+        sources=[s.addr for s in agreed],
+    )
+    root = games_dir / game_id
+    started = time.monotonic()
+    for source in agreed:  # address order: a whole-stream retry moves on to the next one
+        try:
+            await in_thread(prepare_staging, root, entries)
+            await _Receiver(ctx, game_id, root, source).run(files)
+        except PeerError as exc:
+            ctx.emit(
+                "download-source-excluded",
+                game_id=game_id,
+                peer_id=source.peer_id,
+                peer_addr=source.addr,
+                code=exc.code,
+                reason=exc.message,
+            )
+            continue
+        except (OSError, LocalWriteError) as exc:
+            raise PeerError("write-failed", f"cannot write {game_id}: {exc}") from exc
+        return figures(total, started, len(files), {source.addr: total})
+    raise PeerError("sources-lost", f"every source of {game_id} failed to stream it")

@@ -1,0 +1,121 @@
+"""The lab's scenario wiring: backend choice, the `lab` fixture, scenario IDs, cleanup sweeps.
+
+Only runs that include scenarios load this file, so only they may import the Docker SDK or ask
+an engine anything; `pytest tests` never does. (`--backend` and `--runlog` are declared in
+`harness.plugin`, which every run loads.)
+
+Identity comes from pytest-xdist: the controller (or an undistributed pytest) chooses the
+backend and makes the run id once and hands both to its workers in `workerinput`; the worker id
+is xdist's `worker_id`. Cleanup: everything carries the run's labels and is removed per test,
+per worker at exit, and by the controller at session start (stale runs) and finish.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness.backends.base import Backend
+from harness.lab import Lab
+from harness.labrun import LAB_RUN, WORKERINPUT_KEY, LabRun
+
+
+def _choose_backend(config: pytest.Config) -> tuple[str, str]:
+    wanted = config.getoption("backend")
+    if wanted == "local":
+        return "local", "--backend local"
+    from harness.backends.docker import engine_problem
+
+    problem = engine_problem()
+    if wanted == "docker":
+        if problem:
+            raise pytest.UsageError(f"--backend docker, but the engine is unusable: {problem}")
+        return "docker", "--backend docker"
+    if problem:
+        return "local", f"auto: no usable Docker engine ({problem})"
+    return "docker", "auto: Docker engine answered"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and WORKERINPUT_KEY in workerinput:
+        config.stash[LAB_RUN] = LabRun.from_workerinput(workerinput[WORKERINPUT_KEY])
+        return
+    # The controller or an undistributed run; or, rarely, a worker whose controller never
+    # loaded this file (`pytest -n 2 .`: scenarios/ is then no initial conftest directory):
+    # such a worker chooses alone, under xdist's run id, which all its siblings share.
+    run_id = str(workerinput["testrunuid"])[:12] if workerinput else uuid.uuid4().hex[:12]
+    name, why = _choose_backend(config)
+    config.stash[LAB_RUN] = LabRun(run_id=run_id, backend=name, why=why)
+    if workerinput is None and name == "docker":
+        from harness.backends.docker import sweep_stale
+
+        sweep_stale(run_id)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, on the controller: every worker gets the run the controller made."""
+    node.workerinput[WORKERINPUT_KEY] = node.config.stash[LAB_RUN].to_workerinput()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    run = config.stash[LAB_RUN]
+    return f"lanpeer backend: {run.backend} ({run.why}); run id {run.run_id}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`-k S04` selects a scenario by the ID in its marker, whatever the test is named;
+    `requires_docker` skips a scenario, with its reason, when the run is not on Docker."""
+    backend = config.stash[LAB_RUN].backend
+    for item in items:
+        marker = item.get_closest_marker("scenario")
+        if marker is not None:
+            sid = str(marker.args[0])
+            item.extra_keyword_matches.add(sid)
+            item.user_properties.append(("scenario", sid))
+        needs = item.get_closest_marker("requires_docker")
+        if needs is not None and backend != "docker":
+            reason = needs.kwargs.get("reason") or (needs.args[0] if needs.args else "")
+            item.add_marker(pytest.mark.skip(reason=str(reason) or "needs the Docker backend"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return
+    run = session.config.stash[LAB_RUN]
+    if run.backend == "docker":
+        from harness.backends.docker import sweep_run
+
+        sweep_run(run.run_id)
+
+
+def _make_backend(run: LabRun, worker: str) -> Backend:
+    if run.backend == "docker":
+        from harness.backends.docker import DockerBackend
+
+        return DockerBackend(run.run_id, worker)
+    from harness.backends.local import LocalBackend
+
+    return LocalBackend(run.run_id, worker)
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, worker_id: str) -> Iterator[Lab]:
+    """A fresh world per scenario; torn down (containers, network, temp dirs) even on failure."""
+    run = request.config.stash[LAB_RUN]
+    the_lab = Lab(_make_backend(run, worker_id))
+    try:
+        yield the_lab
+    finally:
+        marker = request.node.get_closest_marker("scenario")
+        name = str(marker.args[0]) if marker else request.node.name
+        timelines = request.config.rootpath / "artifacts" / "timelines" / run.run_id
+        try:
+            the_lab.write_timeline(timelines / f"{name}.json")
+        finally:
+            the_lab.close()

@@ -1,0 +1,80 @@
+"""S42 Streamed install whole-stream retry.
+
+Two sources serve the same catalog-version `cnctw`; sources are tried in address order, so the
+one that sorts first is made the broken one: both start pointing `--unrar` at a path that does
+not exist yet, and only the later one gets a real unrar there. (Address order is the peer's,
+"host:port" as strings: on the local backend 127.x.y.10 sorts before 127.x.y.9, so start order
+alone would not decide it.) The broken source is validated like the good one, fails its stream,
+contributes no chunk, and the good one then streams the whole archive afresh.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from harness.lab import Lab
+from harness.manifest import assert_same
+
+
+@pytest.mark.scenario("S42")
+def test_s42_streamed_install_retries_the_whole_stream(lab: Lab, tmp_path: Path) -> None:
+    base = "/tmp" if lab.backend.name == "docker" else str(tmp_path)  # in the sources' world
+
+    def unrar_of(name: str) -> str:
+        return f"{base}/{name}-unrar"
+
+    one, two = (
+        lab.peer(name, fixture="fixture-bravo", args=("--unrar", unrar_of(name)))
+        for name in ("source-1", "source-2")
+    )
+    broken, good = sorted((one, two), key=lambda p: p.addr)
+    rc, out = good.run("ln", "-s", lab.backend.unrar, unrar_of(good.name))
+    assert rc == 0, out
+    assert not broken.exists(unrar_of(broken.name)), "the broken source's --unrar is missing"
+    client = lab.peer("client")
+    client.connect(broken, good)
+    expected = good.rar_members(lab.backend.unrar, "cnctw/cnctw.eti")
+    total = sum(size for size, _ in expected.files.values())
+
+    start = client.mark()
+    accepted = client.send("stream-install", game_id="cnctw")
+    assert accepted["sources"] == [broken.addr, good.addr], "the broken source sorts first"
+    installed = client.expect_one_of(
+        ("install-finished", "install-failed", "download-failed"),
+        where={"game_id": "cnctw"},
+        since=start,
+    )
+    end = client.index(installed) + 1
+    assert installed["event"] == "install-finished", installed
+    (files,) = client.events("got-game-files", since=start, until=end)
+    (finished,) = client.events("download-finished", since=start, until=end)
+    assert client.events("install-begin", since=client.index(finished), until=end)
+    for bad in ("download-failed", "install-failed"):
+        client.no_event_since(bad, since=start, until=end)
+    assert [s["peer_addr"] for s in files["sources"]] == [broken.addr, good.addr], "both valid"
+    assert files["rejected_sources"] == [], files
+    (excluded,) = client.events("download-source-excluded", since=start, until=end)
+    assert excluded["peer_addr"] == broken.addr, excluded
+    assert client.index(files) < client.index(excluded), "the broken source was validated first"
+
+    chunks = client.events("download-chunk-finished", since=start, until=end)
+    assert {c["peer_addr"] for c in chunks} == {good.addr}, "the broken source sent no chunk"
+    after = client.events("download-chunk-finished", since=client.index(excluded), until=end)
+    assert after == chunks, "every chunk came after the broken attempt was given up"
+    assert [c["path"] for c in chunks] == [f".local.installing/{p}" for p in expected.files]
+    begins = client.events("download-begin", since=start, until=end)
+    assert {b["total_bytes"] for b in begins} == {total} and total == 3_145_728, begins
+    assert finished["bytes"] == total, finished
+    assert finished["bytes_per_source"] == {good.addr: total}, finished
+
+    game = client.game("cnctw")
+    assert game is not None
+    assert (game["downloaded"], game["installed"], game["availability"]) == (
+        False,
+        True,
+        "LocalOnly",
+    ), game
+    assert client.files("cnctw") == sorted(f"local/{p}" for p in expected.files), "only local/"
+    assert not client.exists("cnctw/.local.installing")
+    assert_same(client.manifest("cnctw/local", skip=()), expected, "local/ vs the good source")
+    assert client.status()["active_operations"] == []

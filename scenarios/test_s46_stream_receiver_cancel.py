@@ -1,0 +1,67 @@
+"""S46 The receiver cancels a streamed install: rolled back, not failed, and the sender stops.
+
+As in S45 the source is throttled to 8 MiB/s, so after the first 40 MiB member two are still
+streaming. `cancel-download` answers once the rollback is done; the user's cancel ends with
+`download-cancelled`, never `download-failed`, and the source's `unrar p` goes away with it.
+"""
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from harness.lab import Lab
+from harness.peer import PeerHandle
+
+RATE = ("--max-upload-rate", str(8 * 1024 * 1024))
+ENDINGS = ("download-cancelled", "download-failed", "install-finished", "install-failed")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds, saying `what` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.2)
+
+
+def unrar_processes(source: PeerHandle, archive: str) -> str:
+    """Command lines in the source's world of processes reading `archive` (its unrar p)."""
+    rc, out = source.run("pgrep", "-a", "-f", archive)
+    assert rc in (0, 1), out  # 1: no process matched
+    return out.decode(errors="replace").strip()
+
+
+@pytest.mark.scenario("S46")
+def test_s46_receiver_cancels_streamed_install(lab: Lab) -> None:
+    source = lab.peer("source", fixture="fixture-alpha", args=("--unrar", lab.backend.unrar, *RATE))
+    client = lab.peer("client")
+    client.connect(source)
+    archive = source.process.path("alienswarm/alienswarm.eti")
+    assert unrar_processes(source, archive) == "", "no unrar runs before the stream"
+
+    start = client.mark()
+    client.send("stream-install", game_id="alienswarm")
+    client.expect("download-chunk-finished", where={"game_id": "alienswarm"}, since=start)
+    streaming = unrar_processes(source, archive)
+    assert " p " in f" {streaming} ", f"the source streams through unrar p: {streaming!r}"
+
+    result = client.send("cancel-download", game_id="alienswarm")
+    assert result == {"game_id": "alienswarm", "cancelled": True}
+    for gone in ("local", ".local.installing", "alienswarm.eti", "version.ini"):
+        assert not client.exists(f"alienswarm/{gone}"), f"{gone} outlived the cancel's answer"
+    assert not client.exists("alienswarm"), "the root, empty before, is removed too"
+    ended = client.expect_one_of(ENDINGS, where={"game_id": "alienswarm"}, since=start)
+    assert ended["event"] == "download-cancelled", ended
+    end = client.index(ended) + 1
+    for event in ("download-failed", "download-finished", "install-begin", "install-finished"):
+        client.no_event_since(event, since=start, until=end)
+    assert len(client.events("download-chunk-finished", since=start, until=end)) < 3
+    assert client.status()["active_operations"] == []
+    assert client.game("alienswarm") is None
+
+    wait_until(lambda: unrar_processes(source, archive) == "", "the source's unrar p to exit")
+    assert source.status()["active_operations"] == []
+    # Nothing the cancelled stream could still say may be a failure or a success.
+    client.no_event_since("download-failed", since=start)
+    client.no_event_since("install-finished", since=start)

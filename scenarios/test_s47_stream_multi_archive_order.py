@@ -1,0 +1,46 @@
+"""S47 A game with two root archives streams them in sorted archive-name order.
+
+`fixture-multi` declares `b-second.eti` before `a-first.eti`, and `a-first.eti` holds a member
+(`order/tail-of-first.txt`) that sorts after `b-second.eti`'s `order/second.txt`: only archive
+order, member order inside each archive, gives the expected sequence.
+"""
+
+import pytest
+
+from harness.lab import Lab
+from harness.manifest import assert_same
+
+ARCHIVES = ("cnctw/a-first.eti", "cnctw/b-second.eti")
+ORDER = ["order/first.txt", "order/tail-of-first.txt", "order/second.txt"]
+
+
+@pytest.mark.scenario("S47")
+def test_s47_multi_archive_streamed_install_order(lab: Lab) -> None:
+    source = lab.peer("multi", fixture="fixture-multi", args=("--unrar", lab.backend.unrar))
+    client = lab.peer("client")
+    client.connect(source)
+    assert sorted(source.files("cnctw")) == ["a-first.eti", "b-second.eti", "version.ini"]
+    expected = source.rar_members(lab.backend.unrar, *ARCHIVES)
+    assert list(expected.files) == ORDER
+
+    w = client.stream_install("cnctw")
+    assert w.outcome == "install-finished", w.terminal
+    for bad in ("download-failed", "install-failed", "download-source-excluded"):
+        client.no_event_since(bad, since=w.start, until=w.end)
+    chunks = client.events("download-chunk-finished", since=w.start, until=w.end)
+    assert [c["path"] for c in chunks] == [f".local.installing/{p}" for p in ORDER]
+    assert client.read("cnctw/local/order/first.txt") == b"first archive: a-first.eti\n"
+    assert client.read("cnctw/local/order/second.txt") == b"second archive: b-second.eti\n"
+    assert_same(client.manifest("cnctw/local", skip=()), expected, "local/ vs unrar p")
+
+    game = client.game("cnctw")
+    assert game is not None
+    assert (game["downloaded"], game["installed"], game["availability"]) == (
+        False,
+        True,
+        "LocalOnly",
+    ), game
+    assert client.files("cnctw") == sorted(f"local/{p}" for p in ORDER), "no root archive"
+    for gone in ("a-first.eti", "b-second.eti", "version.ini", ".local.installing"):
+        assert not client.exists(f"cnctw/{gone}"), gone
+    assert client.status()["active_operations"] == []

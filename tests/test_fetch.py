@@ -1,0 +1,688 @@
+"""`download_game` against an in-memory lane: the fetcher's contract, source by source.
+
+In the style of httpx's MockTransport: the fast lane and the control link are fakes keyed by
+host and peer id, so each test decides exactly what every source answers and sees every request
+the fetcher made. Descriptors are the real ones (`DescriptorCache.describe` over a source root
+written in tmp_path). No sockets, no threads of our own and no wall-clock sleeps: a slow source
+waits on an asyncio.Event that the fake context sets when the fetcher emits a given event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peer.errors import PeerError
+from peer.events import Event
+from peer.protocol import (
+    ChunkRequest,
+    EntryHeader,
+    ErrorReply,
+    GameFiles,
+    GetGame,
+    GetStream,
+    Reply,
+    StreamRequest,
+)
+from peer.transfer.fetch import FetchSettings, Source, download_game
+from peer.transfer.serve import DescriptorCache
+
+GAME = "g1"
+VERSION = "20250101"
+CHUNK = 8
+PORT = 7000
+LIMIT = 2.0  # seconds; a broken fetcher that deadlocks fails here instead of hanging the run
+
+Behaviour = Callable[[ChunkRequest], AsyncIterator[bytes]]
+Predicate = Callable[[str, dict[str, Any]], bool]
+
+
+# -- fakes ---------------------------------------------------------------------------------------
+
+
+class FakeLane:
+    """Maps a host to a behaviour; records every request, and checks each carries its token."""
+
+    def __init__(self) -> None:
+        self.behaviours: dict[str, Behaviour] = {}
+        self.requests: list[tuple[str, ChunkRequest]] = []
+
+    def entries(
+        self, host: str, port: int, request: StreamRequest
+    ) -> AsyncGenerator[EntryHeader | bytes, None]:
+        raise AssertionError("a download never asks for a stream")
+
+    async def fetch(
+        self, host: str, port: int, request: ChunkRequest
+    ) -> AsyncGenerator[bytes, None]:
+        self.requests.append((host, request))
+        if port != PORT or request.token != f"token-{host}" or request.game_id != GAME:
+            raise PeerError("unauthorised", f"{host}: wrong port, token or game")
+        async for piece in self.behaviours[host](request):
+            yield piece
+
+    def asked(self, host: str) -> list[tuple[str, int, int]]:
+        return [(r.path, r.offset, r.length) for h, r in self.requests if h == host]
+
+
+class FakeContext:
+    """A node as the fetcher sees it: recorded events, canned GetGame replies, a fake lane."""
+
+    def __init__(self) -> None:
+        self.lane = FakeLane()
+        self.replies: dict[str, Reply | PeerError] = {}
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.watches: list[tuple[Predicate, asyncio.Event]] = []
+        self.checks: list[Callable[[], None]] = []
+
+    def emit(self, event: Event, /, **fields: Any) -> None:
+        self.events.append((event, fields))
+        for check in self.checks:
+            check()
+        for predicate, flag in self.watches:
+            if predicate(event, fields):
+                flag.set()
+
+    async def request_peer(self, peer_id: str, message: GetGame | GetStream) -> Reply:
+        assert message.game_id == GAME
+        reply = self.replies[peer_id]
+        if isinstance(reply, PeerError):
+            raise reply
+        return reply
+
+    def when(self, predicate: Predicate) -> asyncio.Event:
+        flag = asyncio.Event()
+        self.watches.append((predicate, flag))
+        return flag
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [fields for event, fields in self.events if event == name]
+
+    def add(self, name: str, root: Path | None, behaviour: Behaviour | None = None) -> Source:
+        """A source called `name` offering the descriptors of `root` and serving `behaviour`."""
+        source = Source(f"id-{name}", f"{name}:4000", name, PORT, f"token-{name}")
+        if root is not None:
+            self.replies[source.peer_id] = GameFiles(GAME, DescriptorCache(CHUNK).describe(root))
+        self.lane.behaviours[name] = behaviour or honest(root or Path("/nonexistent"))
+        return source
+
+
+# -- source behaviours ---------------------------------------------------------------------------
+
+
+def read_range(root: Path, path: str, offset: int, length: int) -> bytes:
+    with open(root / path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def honest(root: Path, piece: int = 5) -> Behaviour:
+    """The asked bytes, in slices of `piece`, yielding to the loop between slices."""
+
+    async def serve(request: ChunkRequest) -> AsyncIterator[bytes]:
+        data = read_range(root, request.path, request.offset, request.length)
+        assert len(data) == request.length
+        for start in range(0, len(data), piece):
+            await asyncio.sleep(0)
+            yield data[start : start + piece]
+
+    return serve
+
+
+def liar(root: Path) -> Behaviour:
+    """The right number of bytes, every one of them wrong."""
+
+    async def serve(request: ChunkRequest) -> AsyncIterator[bytes]:
+        data = read_range(root, request.path, request.offset, request.length)
+        await asyncio.sleep(0)
+        yield bytes(b ^ 0xFF for b in data)
+
+    return serve
+
+
+def dying(root: Path) -> Behaviour:
+    """Half the chunk, then the connection drops."""
+
+    async def serve(request: ChunkRequest) -> AsyncIterator[bytes]:
+        data = read_range(root, request.path, request.offset, request.length)
+        await asyncio.sleep(0)
+        yield data[: len(data) // 2]
+        raise PeerError("peer-unreachable", "connection reset mid-chunk")
+
+    return serve
+
+
+def gated(gate: asyncio.Event, inner: Behaviour) -> Behaviour:
+    """`inner`, once `gate` is set."""
+
+    async def serve(request: ChunkRequest) -> AsyncIterator[bytes]:
+        await gate.wait()
+        async for piece in inner(request):
+            yield piece
+
+    return serve
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def make_root(where: Path, files: dict[str, bytes], version: str = VERSION) -> Path:
+    where.mkdir(parents=True)
+    (where / "version.ini").write_text(version + "\n")
+    for rel, data in files.items():
+        (where / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / rel).write_bytes(data)
+    return where
+
+
+def pattern(n: int, seed: int = 0) -> bytes:
+    """`n` bytes in which no CHUNK-long window repeats, so a misplaced chunk shows."""
+    out = b""
+    counter = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return out[:n]
+
+
+def digests(root: Path) -> dict[str, str]:
+    """SHA-256 of every regular file under `root`, by POSIX relative path."""
+    found: dict[str, str] = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            full = Path(dirpath) / name
+            found[full.relative_to(root).as_posix()] = hashlib.sha256(full.read_bytes()).hexdigest()
+    return found
+
+
+def chunk_keys(root: Path) -> set[tuple[str, int]]:
+    """(path, offset) of every chunk the descriptors of `root` split into."""
+    keys: set[tuple[str, int]] = set()
+    for f in DescriptorCache(CHUNK).describe(root):
+        keys.update((f.path, i * CHUNK) for i in range(len(f.chunks)))
+    return keys
+
+
+def finished_at(path: str, offset: int) -> Predicate:
+    def predicate(event: str, fields: dict[str, Any]) -> bool:
+        return (
+            event == "download-chunk-finished"
+            and fields["path"] == path
+            and fields["offset"] == offset
+        )
+
+    return predicate
+
+
+async def download(
+    ctx: FakeContext, games: Path, sources: list[Source], depth: int = 1
+) -> dict[str, Any]:
+    settings = FetchSettings(depth=depth, progress_interval=3600.0)
+    async with asyncio.timeout(LIMIT):
+        return await download_game(ctx, settings, games, GAME, VERSION, sources)
+
+
+async def download_fails(
+    ctx: FakeContext, games: Path, sources: list[Source], depth: int = 1
+) -> PeerError:
+    with pytest.raises(PeerError) as err:
+        await download(ctx, games, sources, depth)
+    return err.value
+
+
+@pytest.fixture
+def ctx() -> FakeContext:
+    return FakeContext()
+
+
+@pytest.fixture
+def games(tmp_path: Path) -> Path:
+    return tmp_path / "games"
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    """A source root: one 4-chunk file, one file with a short last chunk, a nested file."""
+    return make_root(
+        tmp_path / "src",
+        {
+            "data.bin": pattern(4 * CHUNK, seed=1),
+            "more.bin": pattern(3 * CHUNK + 3, seed=2),
+            "sub/dir/nested.bin": pattern(CHUNK // 2, seed=3),
+        },
+    )
+
+
+# -- honest sources -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+async def test_two_honest_sources_share_the_work_and_the_copy_is_exact(
+    ctx: FakeContext, games: Path, src: Path, depth: int
+) -> None:
+    root = games / GAME
+    sentinel_seen_early: list[str] = []
+
+    def sentinel_absent() -> None:
+        if (root / "version.ini").exists():
+            sentinel_seen_early.append(ctx.events[-1][0])
+
+    a, b = ctx.add("a", src), ctx.add("b", src)
+    ctx.checks.append(sentinel_absent)
+
+    figures = await download(ctx, games, [a, b], depth)
+
+    assert digests(root) == digests(src)  # every file, byte for byte; no .version.ini.tmp left
+    assert not (root / ".version.ini.tmp").exists()
+    assert (root / "version.ini").read_text() == VERSION + "\n"
+    assert sentinel_seen_early == []  # no event, chunk or otherwise, saw a committed sentinel
+    keys = chunk_keys(src)
+    per_source = figures["bytes_per_source"]
+    assert set(per_source) == {"a:4000", "b:4000"}
+    assert per_source["a:4000"] > 0 and per_source["b:4000"] > 0
+    total = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
+    assert figures["bytes"] == sum(per_source.values()) == total
+    assert figures["chunks"] == len(keys)
+    done = ctx.named("download-chunk-finished")
+    assert sorted((d["path"], d["offset"]) for d in done) == sorted(keys)  # each chunk once
+    for d in done:
+        assert d["game_id"] == GAME and d["peer_addr"] in per_source
+        assert d["bytes"] == min(CHUNK, (src / d["path"]).stat().st_size - d["offset"])
+    requested = [(r.path, r.offset) for _h, r in ctx.lane.requests]
+    assert sorted(requested) == sorted(keys)  # no chunk fetched twice
+    assert ctx.named("download-chunk-failed") == []
+    assert ctx.named("download-source-excluded") == []
+    [got] = ctx.named("got-game-files")
+    assert got["rejected_sources"] == []
+    assert {s["peer_id"] for s in got["sources"]} == {"id-a", "id-b"}
+
+
+async def test_sentinel_is_staged_under_the_temporary_name(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    """While the download runs, the sentinel's bytes go to .version.ini.tmp, never version.ini."""
+    root = games / GAME
+    staged: list[bool] = []
+
+    async def watch(request: ChunkRequest) -> AsyncIterator[bytes]:
+        async for piece in honest(src)(request):
+            yield piece
+        staged.append((root / ".version.ini.tmp").exists() and not (root / "version.ini").exists())
+
+    await download(ctx, games, [ctx.add("a", src, watch)])
+
+    assert staged and all(staged)
+    assert digests(root) == digests(src)
+
+
+# -- sources that misbehave -----------------------------------------------------------------------
+
+
+async def test_lying_source_is_excluded_and_the_honest_one_finishes(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    good, bad = ctx.add("good", src), ctx.add("bad", src, liar(src))
+
+    figures = await download(ctx, games, [good, bad])
+
+    assert digests(games / GAME) == digests(src)
+    [excluded] = ctx.named("download-source-excluded")
+    assert excluded["peer_id"] == "id-bad" and excluded["code"] == "bad-chunk"
+    assert len(ctx.lane.asked("bad")) == 1  # never asked again after the first lie
+    assert [f["code"] for f in ctx.named("download-chunk-failed")] == ["bad-chunk"]
+    assert figures["bytes_per_source"]["bad:4000"] == 0
+    assert figures["bytes_per_source"]["good:4000"] == figures["bytes"]
+
+
+async def test_liar_with_two_lanes_is_excluded_once(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    good, bad = ctx.add("good", src), ctx.add("bad", src, liar(src))
+
+    await download(ctx, games, [good, bad], depth=2)
+
+    assert digests(games / GAME) == digests(src)
+    assert [e["peer_id"] for e in ctx.named("download-source-excluded")] == ["id-bad"]
+
+
+async def test_dying_source_is_excluded_and_the_other_finishes(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    good, dead = ctx.add("good", src), ctx.add("dead", src, dying(src))
+
+    figures = await download(ctx, games, [dead, good])
+
+    assert digests(games / GAME) == digests(src)
+    [excluded] = ctx.named("download-source-excluded")
+    assert excluded["peer_id"] == "id-dead" and excluded["code"] == "peer-unreachable"
+    assert len(ctx.lane.asked("dead")) == 1
+    assert figures["bytes_per_source"] == {"dead:4000": 0, "good:4000": figures["bytes"]}
+
+
+async def test_fast_source_steals_the_queued_chunks_of_a_slow_one(
+    ctx: FakeContext, tmp_path: Path, games: Path
+) -> None:
+    src = make_root(tmp_path / "src", {"data.bin": pattern(6 * CHUNK)}, version="v" * CHUNK)
+    keys = chunk_keys(src)
+    # The slow source answers its first request only once every other chunk is in: if the fast
+    # source did not steal its queue, nothing would ever set the gate.
+    gate = ctx.when(lambda event, _f: len(ctx.named("download-chunk-finished")) == len(keys) - 1)
+    fast, slow = ctx.add("fast", src), ctx.add("slow", src, gated(gate, honest(src)))
+
+    figures = await download(ctx, games, [fast, slow])
+
+    assert digests(games / GAME) == digests(src)
+    [slow_asked] = ctx.lane.asked("slow")  # its first chunk only; the rest was taken from it
+    assert len(ctx.lane.asked("fast")) == len(keys) - 1
+    assert figures["bytes_per_source"] == {
+        "fast:4000": figures["bytes"] - CHUNK,
+        "slow:4000": CHUNK,
+    }
+    last = ctx.named("download-chunk-finished")[-1]
+    assert (last["peer_id"], last["path"], last["offset"]) == ("id-slow", *slow_asked[:2])
+    requested = [(r.path, r.offset) for _h, r in ctx.lane.requests]
+    assert sorted(requested) == sorted(keys)  # a stolen chunk is never fetched twice
+    assert ctx.named("download-source-excluded") == []
+
+
+@pytest.mark.parametrize("extra_slice", [False, True], ids=["one-long-slice", "extra-slice"])
+async def test_source_sending_more_than_asked_never_writes_past_its_chunk(
+    ctx: FakeContext, tmp_path: Path, games: Path, extra_slice: bool
+) -> None:
+    data = pattern(4 * CHUNK)
+    src = make_root(tmp_path / "src", {"data.bin": data})
+
+    def overflowing(request: ChunkRequest) -> AsyncIterator[bytes]:
+        # The plan gives the honest source data.bin@0 and @16 and this one @8 (first): wait until
+        # the chunk right after ours is written, then send it one wrong byte too many.
+        after = ctx.when(finished_at(request.path, request.offset + request.length))
+
+        async def serve() -> AsyncIterator[bytes]:
+            await after.wait()
+            body = read_range(src, request.path, request.offset, request.length)
+            (next_byte,) = read_range(src, request.path, request.offset + request.length, 1)
+            wrong = bytes([next_byte ^ 0xFF])
+            if extra_slice:
+                yield body
+                yield wrong
+            else:
+                yield body + wrong
+
+        return serve()
+
+    good, hostile = ctx.add("good", src), ctx.add("hostile", src, overflowing)
+
+    await download(ctx, games, [good, hostile])
+
+    assert ctx.lane.asked("hostile") == [("data.bin", CHUNK, CHUNK)]
+    [excluded] = ctx.named("download-source-excluded")
+    assert excluded["peer_id"] == "id-hostile" and excluded["code"] == "bad-chunk"
+    written = (games / GAME / "data.bin").read_bytes()
+    assert written[2 * CHUNK : 3 * CHUNK] == data[2 * CHUNK : 3 * CHUNK]
+    assert written == data
+    assert digests(games / GAME) == digests(src)
+
+
+async def test_short_source_ending_early_is_a_bad_chunk(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    async def short(request: ChunkRequest) -> AsyncIterator[bytes]:
+        data = read_range(src, request.path, request.offset, request.length)
+        yield data[:-1]
+
+    good, bad = ctx.add("good", src), ctx.add("short", src, short)
+
+    await download(ctx, games, [bad, good])
+
+    assert digests(games / GAME) == digests(src)
+    [excluded] = ctx.named("download-source-excluded")
+    assert excluded["peer_id"] == "id-short" and excluded["code"] == "bad-chunk"
+
+
+async def test_every_source_failing_is_sources_lost_and_nothing_looks_complete(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    # An earlier, committed copy: its sentinel must go before the first byte is fetched.
+    make_root(games / GAME, {"data.bin": b"old"}, version="19990101")
+    lying, dead = ctx.add("lying", src, liar(src)), ctx.add("dead", src, dying(src))
+
+    err = await download_fails(ctx, games, [lying, dead])
+
+    assert err.code == "sources-lost"
+    assert not (games / GAME / "version.ini").exists()
+    excluded = {e["peer_id"]: e["code"] for e in ctx.named("download-source-excluded")}
+    assert excluded == {"id-lying": "bad-chunk", "id-dead": "peer-unreachable"}
+    assert len(ctx.lane.requests) == 2
+
+
+async def test_single_dead_source_is_sources_lost(ctx: FakeContext, games: Path, src: Path) -> None:
+    err = await download_fails(ctx, games, [ctx.add("dead", src, dying(src))], depth=2)
+
+    assert err.code == "sources-lost"
+    assert not (games / GAME / "version.ini").exists()
+
+
+# -- what arrives ---------------------------------------------------------------------------------
+
+
+async def test_chunk_boundaries_and_empty_files_arrive_intact(
+    ctx: FakeContext, tmp_path: Path, games: Path
+) -> None:
+    src = make_root(
+        tmp_path / "src",
+        {
+            "exact.bin": pattern(3 * CHUNK, seed=1),
+            "plus-one.bin": pattern(3 * CHUNK + 1, seed=2),
+            "short.bin": pattern(1, seed=3),
+            "empty.bin": b"",
+            "deep/empty.bin": b"",
+        },
+    )
+    a, b = ctx.add("a", src), ctx.add("b", src)
+
+    figures = await download(ctx, games, [a, b])
+
+    assert digests(games / GAME) == digests(src)
+    for rel in ("exact.bin", "plus-one.bin", "short.bin", "empty.bin", "deep/empty.bin"):
+        assert (games / GAME / rel).stat().st_size == (src / rel).stat().st_size
+    asked = sorted((r.path, r.offset, r.length) for _h, r in ctx.lane.requests)
+    assert [x for x in asked if x[0] == "exact.bin"] == [
+        ("exact.bin", 0, CHUNK),
+        ("exact.bin", CHUNK, CHUNK),
+        ("exact.bin", 2 * CHUNK, CHUNK),
+    ]
+    assert [x for x in asked if x[0] == "plus-one.bin"][-1] == ("plus-one.bin", 3 * CHUNK, 1)
+    assert ("empty.bin", 0, 0) in asked and ("deep/empty.bin", 0, 0) in asked
+    assert figures["chunks"] == len(asked) == len(chunk_keys(src))
+
+
+async def test_leftovers_of_a_larger_earlier_file_are_cut_off(
+    ctx: FakeContext, tmp_path: Path, games: Path
+) -> None:
+    new = pattern(2 * CHUNK + 5)
+    src = make_root(tmp_path / "src", {"data.bin": new, "gone-empty.bin": b""})
+    old_root = make_root(
+        games / GAME,
+        {"data.bin": b"Z" * 100, "gone-empty.bin": b"stale bytes"},
+        version="19990101",
+    )
+    (old_root / ".version.ini.tmp").write_text("half-written\n" * 10)
+
+    await download(ctx, games, [ctx.add("a", src)])
+
+    assert (games / GAME / "data.bin").read_bytes() == new
+    assert (games / GAME / "gone-empty.bin").read_bytes() == b""
+    assert (games / GAME / "version.ini").read_text() == VERSION + "\n"
+    assert digests(games / GAME) == digests(src)
+
+
+# -- which sources are trusted --------------------------------------------------------------------
+
+
+async def test_odd_source_is_outvoted_and_never_asked_for_a_chunk(
+    ctx: FakeContext, tmp_path: Path, games: Path, src: Path
+) -> None:
+    other = make_root(tmp_path / "other", {"data.bin": pattern(4 * CHUNK, seed=99)})
+    a, b = ctx.add("a", src), ctx.add("b", src)
+    odd = ctx.add("odd", other)
+
+    figures = await download(ctx, games, [odd, a, b])
+
+    [got] = ctx.named("got-game-files")
+    assert got["rejected_sources"] == ["id-odd"]
+    assert {s["peer_id"] for s in got["sources"]} == {"id-a", "id-b"}
+    assert ctx.lane.asked("odd") == []
+    assert "odd:4000" not in figures["bytes_per_source"]
+    assert digests(games / GAME) == digests(src)
+
+
+async def test_outvoted_minority_never_serves_chunks(
+    ctx: FakeContext, tmp_path: Path, games: Path, src: Path
+) -> None:
+    """3 against 2: both of the two are rejected, and the lane never hears of them."""
+    other = make_root(tmp_path / "other", {"data.bin": pattern(4 * CHUNK, seed=99)})
+    winners = [ctx.add(n, src) for n in ("w1", "w2", "w3")]
+    losers = [ctx.add(n, other, honest(src)) for n in ("l1", "l2")]
+
+    figures = await download(ctx, games, [losers[0], *winners, losers[1]])
+
+    [got] = ctx.named("got-game-files")
+    assert got["rejected_sources"] == ["id-l1", "id-l2"]
+    assert {h for h, _r in ctx.lane.requests} <= {"w1", "w2", "w3"}
+    assert set(figures["bytes_per_source"]) == {"w1:4000", "w2:4000", "w3:4000"}
+    assert [s["peer_addr"] for s in got["sources"]] == ["w1:4000", "w2:4000", "w3:4000"]
+    assert digests(games / GAME) == digests(src)
+
+
+@pytest.mark.parametrize(
+    "variants", [(1, 1, 1), (2, 2), (1, 1)], ids=["three-way", "two-two", "one-one"]
+)
+async def test_tie_for_first_place_is_ambiguous_and_fetches_nothing(
+    ctx: FakeContext, tmp_path: Path, games: Path, variants: tuple[int, ...]
+) -> None:
+    sources = []
+    for v, count in enumerate(variants):
+        root = make_root(tmp_path / f"v{v}", {"data.bin": pattern(4 * CHUNK, seed=v)})
+        sources += [ctx.add(f"s{v}-{i}", root) for i in range(count)]
+
+    err = await download_fails(ctx, games, sources)
+
+    assert err.code == "ambiguous-metadata"
+    assert ctx.lane.requests == []
+    assert ctx.named("got-game-files") == []
+    assert not (games / GAME).exists()
+
+
+async def test_reply_for_another_game_skips_that_source(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    a, b = ctx.add("a", src), ctx.add("b", src)
+    wrong = ctx.add("wrong", None, honest(src))
+    ctx.replies[wrong.peer_id] = GameFiles("other-game", DescriptorCache(CHUNK).describe(src))
+
+    figures = await download(ctx, games, [wrong, a, b])
+
+    [skipped] = ctx.named("download-source-skipped")
+    assert skipped["peer_id"] == "id-wrong" and skipped["code"] == "bad-message"
+    assert ctx.lane.asked("wrong") == []
+    assert "wrong:4000" not in figures["bytes_per_source"]
+    [got] = ctx.named("got-game-files")
+    assert {s["peer_id"] for s in got["sources"]} == {"id-a", "id-b"}
+    assert digests(games / GAME) == digests(src)
+
+
+async def test_refusing_or_unreachable_control_link_skips_that_source(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    a = ctx.add("a", src)
+    refusing, gone = ctx.add("refusing", None), ctx.add("gone", None)
+    ctx.replies[refusing.peer_id] = ErrorReply("not-servable", "busy installing")
+    ctx.replies[gone.peer_id] = PeerError("peer-unreachable", "link closed")
+
+    await download(ctx, games, [refusing, a, gone])
+
+    skipped = {s["peer_id"]: s["code"] for s in ctx.named("download-source-skipped")}
+    assert skipped == {"id-refusing": "not-servable", "id-gone": "peer-unreachable"}
+    assert {h for h, _r in ctx.lane.requests} == {"a"}
+    assert digests(games / GAME) == digests(src)
+
+
+async def test_every_source_skipped_is_no_peers(ctx: FakeContext, games: Path) -> None:
+    gone = ctx.add("gone", None)
+    ctx.replies[gone.peer_id] = PeerError("peer-unreachable", "link closed")
+
+    err = await download_fails(ctx, games, [gone])
+
+    assert err.code == "no-peers"
+    assert not (games / GAME).exists()
+
+
+async def test_file_list_without_a_sentinel_is_bad_metadata(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    a = ctx.add("a", src)
+    files = DescriptorCache(CHUNK).describe(src)
+    ctx.replies[a.peer_id] = GameFiles(GAME, tuple(f for f in files if f.path != "version.ini"))
+
+    err = await download_fails(ctx, games, [a])
+
+    assert err.code == "bad-metadata"
+    assert ctx.lane.requests == []
+
+
+# -- our own disk ----------------------------------------------------------------------------------
+
+
+async def test_local_write_error_is_write_failed_and_blames_no_source(
+    ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+    calls: list[int] = []
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    a, b = ctx.add("a", src), ctx.add("b", src)
+
+    err = await download_fails(ctx, games, [a, b])
+
+    assert err.code == "write-failed"
+    assert "No space left" in err.message
+    assert not (games / GAME / "version.ini").exists()
+    assert ctx.named("download-source-excluded") == []  # not the sources' fault
+
+
+async def test_short_local_write_never_commits_a_corrupt_copy(
+    ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+    short: list[int] = []
+
+    def short_once(fd: int, data: bytes, offset: int) -> int:
+        if not short and len(data) > 1:
+            short.append(offset)
+            return real_pwrite(fd, data[:1], offset)  # the kernel took only the first byte
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", short_once)
+    a = ctx.add("a", src)
+
+    try:
+        await download(ctx, games, [a])
+    except PeerError as exc:
+        assert exc.code == "write-failed"
+        assert not (games / GAME / "version.ini").exists()
+    else:
+        assert digests(games / GAME) == digests(src), "committed bytes that were never written"
+    assert short

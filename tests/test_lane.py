@@ -1,0 +1,422 @@
+"""The real TCP fast lane, both ends, on 127.0.0.1 inside one event loop; and its rate limiter.
+
+The server is `serve_lane` with the real `authorize_chunk` gates over a games dir in tmp_path;
+the client is `TcpLane`. Where a test needs a server that misbehaves, or a client that sends
+raw bytes, it opens a plain asyncio connection or server itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peer.errors import PeerError
+from peer.protocol import (
+    ChunkHeader,
+    ChunkRequest,
+    ErrorReply,
+    StreamRequest,
+    decode_lane_reply,
+    encode,
+)
+from peer.transfer import lane as lane_module
+from peer.transfer.lane import RateLimiter, TcpLane, serve_lane
+from peer.transfer.serve import authorize_chunk
+
+GAME = "g1"
+VERSION = "20250101"
+TOKEN = "s3cret-token"
+HOST = "127.0.0.1"
+MIB = 1024 * 1024
+DATA = random.Random(7).randbytes(3 * MIB + 12_345)  # crosses the 1 MiB send/receive slices
+LIMIT = 5.0
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+def games(tmp_path: Path) -> Path:
+    root = tmp_path / "games" / GAME
+    root.mkdir(parents=True)
+    (root / "version.ini").write_text(VERSION + "\n")
+    (root / "data.bin").write_bytes(DATA)
+    (root / "empty.bin").write_bytes(b"")
+    return tmp_path / "games"
+
+
+@pytest.fixture
+async def port(games: Path) -> AsyncIterator[int]:
+    """A real lane server over `games`, on an ephemeral port."""
+
+    def authorize(request: ChunkRequest) -> tuple[Path, int, int]:
+        return authorize_chunk(games, {GAME: VERSION}, frozenset(), TOKEN, request)
+
+    def refuse_streams(request: StreamRequest) -> Any:
+        raise PeerError("not-servable", "no streams in this test")
+
+    server = await serve_lane(HOST, 0, authorize, refuse_streams, RateLimiter(None))
+    try:
+        yield server.port
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def fake_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
+    """Start a hand-written lane server; returns its port."""
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Handler) -> int:
+        server = await asyncio.start_server(handler, HOST, 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+def request(
+    path: str = "data.bin", offset: int = 0, length: int = 10, token: str = TOKEN
+) -> ChunkRequest:
+    return ChunkRequest(token, GAME, path, offset, length)
+
+
+async def fetch(port: int, req: ChunkRequest) -> list[bytes]:
+    async with asyncio.timeout(LIMIT):
+        return [piece async for piece in TcpLane(idle_timeout=LIMIT).fetch(HOST, port, req)]
+
+
+async def refused(port: int, req: ChunkRequest) -> PeerError:
+    with pytest.raises(PeerError) as err:
+        await fetch(port, req)
+    return err.value
+
+
+async def exchange(port: int, line: bytes) -> tuple[bytes, bytes]:
+    """Send raw `line`; return the reply line and whatever follows it until the server closes."""
+    async with asyncio.timeout(LIMIT):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            writer.write(line)
+            await writer.drain()
+            reply = await reader.readline()
+            rest = await reader.read()
+        finally:
+            writer.close()
+    return reply, rest
+
+
+# -- the real server and client -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, 10), (1_000_003, 2_100_000), (0, len(DATA)), (len(DATA) - 1, 1), (len(DATA), 0)],
+    ids=["head", "across-slices", "whole", "last-byte", "empty-at-end"],
+)
+async def test_fetch_yields_exactly_the_asked_range(port: int, offset: int, length: int) -> None:
+    pieces = await fetch(port, request(offset=offset, length=length))
+
+    assert b"".join(pieces) == DATA[offset : offset + length]
+    assert all(pieces)  # no empty slices
+    assert all(len(p) <= lane_module.RECV_SLICE for p in pieces)
+
+
+async def test_empty_file_is_served_as_zero_bytes(port: int) -> None:
+    assert await fetch(port, request("empty.bin", 0, 0)) == []
+
+
+async def test_bad_token_is_unauthorised(port: int) -> None:
+    err = await refused(port, request(token="guess"))
+    assert err.code == "unauthorised"
+
+
+async def test_range_past_the_end_is_refused(port: int) -> None:
+    err = await refused(port, request(offset=len(DATA) - 5, length=6))
+    assert err.code == "bad-message"
+
+
+@pytest.mark.parametrize(
+    ("req", "code"),
+    [
+        (request(path="missing.bin"), "not-servable"),
+        (request(path="version.ini/x"), "not-servable"),
+        (ChunkRequest(TOKEN, "other-game", "data.bin", 0, 1), "not-servable"),
+    ],
+    ids=["missing-file", "file-as-dir", "not-in-catalog"],
+)
+async def test_gates_refuse_with_their_code(port: int, req: ChunkRequest, code: str) -> None:
+    err = await refused(port, req)
+    assert err.code == code
+
+
+def raw(**fields: object) -> bytes:
+    """A get-chunk request line built field by field, so it can be wrong in any one of them."""
+    body: dict[str, object] = {
+        "type": "get-chunk",
+        "token": TOKEN,
+        "game_id": GAME,
+        "path": "data.bin",
+        "offset": 0,
+        "length": 4,
+    }
+    for key, value in fields.items():
+        if value is ...:
+            del body[key]
+        else:
+            body[key] = value
+    return json.dumps(body).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (raw(length=...), "bad-message"),
+        (raw(offset=True), "bad-message"),
+        (raw(length=True), "bad-message"),
+        (raw(path=None), "bad-message"),
+        (raw(offset=-1), "bad-message"),
+        (raw(offset="0"), "bad-message"),
+        (raw(offset=1.5), "bad-message"),
+        (raw(type="chunk"), "bad-message"),
+        (raw(extra=1), "bad-message"),
+        (raw(game_id="../g1"), "bad-message"),
+        (raw(path="../g1/data.bin"), "bad-path"),
+        (raw(path="/etc/passwd"), "bad-path"),
+        (raw(path="local/x"), "bad-path"),
+        (b"[1, 2, 3]\n", "bad-message"),
+        (b"not json\n", "bad-message"),
+        (b"\n", "bad-message"),
+        (b"\xff\xfe\n", "bad-message"),
+        (b"{" * 2000 + b"\n", "bad-message"),
+        (raw(token="x" * 5000), "bad-message"),  # longer than a lane line
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+async def test_invalid_request_line_gets_an_error_reply_and_the_server_goes_on(
+    port: int, line: bytes, code: str
+) -> None:
+    reply, rest = await exchange(port, line)
+
+    assert reply.endswith(b"\n"), "the server dropped the connection without a reply"
+    answer = decode_lane_reply(reply)
+    assert isinstance(answer, ErrorReply)
+    assert answer.code == code
+    assert rest == b""  # and no chunk bytes after a refusal
+    assert b"".join(await fetch(port, request(length=100))) == DATA[:100]
+
+
+async def test_over_long_path_component_gets_an_error_reply(port: int) -> None:
+    reply, _rest = await exchange(port, raw(path="a" * 300))
+
+    assert reply.endswith(b"\n"), "the server dropped the connection without a reply"
+    answer = decode_lane_reply(reply)
+    assert isinstance(answer, ErrorReply) and answer.code in {"not-servable", "bad-path"}
+
+
+async def test_good_request_over_a_raw_connection_gets_header_then_exactly_the_bytes(
+    port: int,
+) -> None:
+    reply, rest = await exchange(port, raw(offset=7, length=33))
+
+    assert decode_lane_reply(reply) == ChunkHeader(33)
+    assert rest == DATA[7:40]
+
+
+# -- a misbehaving server -------------------------------------------------------------------------
+
+
+def answering(header: bytes, body: bytes = b"", close: bool = True) -> Handler:
+    """A server that reads one line, then sends `header` and `body` whatever was asked."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(header + body)
+        await writer.drain()
+        if close:
+            writer.close()
+
+    return handle
+
+
+@pytest.mark.parametrize("offered", [9, 11, 0])
+async def test_header_offering_another_length_is_bad_chunk(
+    fake_server: Callable[[Handler], Awaitable[int]], offered: int
+) -> None:
+    port = await fake_server(answering(encode(ChunkHeader(offered)) + b"\n", b"x" * offered))
+
+    err = await refused(port, request(length=10))
+
+    assert err.code == "bad-chunk"
+
+
+async def test_client_never_yields_more_than_asked(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    port = await fake_server(answering(encode(ChunkHeader(10)) + b"\n", b"0123456789EXTRA"))
+
+    pieces = await fetch(port, request(length=10))
+
+    assert b"".join(pieces) == b"0123456789"
+
+
+async def test_server_closing_mid_chunk_is_peer_unreachable(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    port = await fake_server(answering(encode(ChunkHeader(10)) + b"\n", b"01234"))
+
+    err = await refused(port, request(length=10))
+
+    assert err.code == "peer-unreachable"
+
+
+async def test_server_closing_before_a_header_is_peer_unreachable(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    port = await fake_server(answering(b""))
+
+    err = await refused(port, request())
+
+    assert err.code == "peer-unreachable"
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        (encode(ErrorReply("not-servable", "busy")) + b"\n", "not-servable"),
+        (encode(ErrorReply("made-up-code", "??")) + b"\n", "remote-error"),
+        (b"garbage\n", "bad-message"),
+    ],
+    ids=["known-code", "unknown-code", "garbage"],
+)
+async def test_refusal_or_garbage_header_reaches_the_client(
+    fake_server: Callable[[Handler], Awaitable[int]], header: bytes, code: str
+) -> None:
+    port = await fake_server(answering(header))
+
+    err = await refused(port, request())
+
+    assert err.code == code
+
+
+async def test_silent_server_times_out_as_peer_unreachable(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await done.wait()
+        writer.close()
+
+    port = await fake_server(silent)
+    try:
+        with pytest.raises(PeerError) as err:
+            async for _ in TcpLane(idle_timeout=0.05).fetch(HOST, port, request()):
+                pass
+    finally:
+        done.set()
+    assert err.value.code == "peer-unreachable"
+
+
+async def test_nobody_listening_is_peer_unreachable() -> None:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = int(s.getsockname()[1])  # bound, never listening: connecting is refused
+
+        err = await refused(port, request())
+
+    assert err.code == "peer-unreachable"
+
+
+# -- the upload rate limiter ----------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_unlimited_never_waits() -> None:
+    limiter = RateLimiter(None, Clock())
+    assert limiter.debit(10**12) == 0.0
+    assert limiter.debit(10**12) == 0.0
+
+
+def test_first_seconds_burst_is_capped_at_rate() -> None:
+    limiter = RateLimiter(1000, Clock())
+
+    assert limiter.debit(1000) == 0.0
+    assert limiter.debit(1) == pytest.approx(0.001)
+
+
+def test_one_big_debit_waits_for_what_exceeds_a_second_of_credit() -> None:
+    assert RateLimiter(1000, Clock()).debit(3500) == pytest.approx(2.5)
+
+
+def test_long_idle_banks_no_more_than_one_second() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1000, clock)
+    assert limiter.debit(1000) == 0.0
+
+    clock.now += 3600.0
+
+    assert limiter.debit(1000) == 0.0
+    assert limiter.debit(500) == pytest.approx(0.5)
+
+
+def test_two_debits_draw_from_one_bucket() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1000, clock)
+
+    assert limiter.debit(600) == 0.0
+    assert limiter.debit(600) == pytest.approx(0.2)  # the sum, 1200, is 200 over a second's worth
+
+
+def test_credit_refills_at_the_rate() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1000, clock)
+    assert limiter.debit(1000) == 0.0
+
+    clock.now += 0.25
+
+    assert limiter.debit(250) == 0.0
+    assert limiter.debit(250) == pytest.approx(0.25)
+
+
+def test_debt_is_paid_before_new_credit() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1000, clock)
+    assert limiter.debit(2000) == pytest.approx(1.0)
+
+    clock.now += 1.0  # the wait it was told to do
+
+    assert limiter.debit(1000) == pytest.approx(1.0)
+
+
+async def test_concurrent_uploads_share_the_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    limiter = RateLimiter(1000, clock)
+    waits: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        waits.append(delay)
+        clock.now += delay
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+
+    await asyncio.gather(*(limiter.acquire(600) for _ in range(3)))
+
+    assert waits == [pytest.approx(0.2), pytest.approx(0.6)]
+    assert clock.now - 100.0 == pytest.approx((3 * 600 - 1000) / 1000)

@@ -1,0 +1,198 @@
+"""Streamed installs between whole nodes in one event loop, with real RAR archives and unrar.
+
+The matrix rows S39-S47 prove the same on Docker; these run in seconds and reach the middle:
+retry order, rollback on every failure, the provider process killed by a cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nodes import CATALOG, Peer, Start, nodes_in, ready
+
+UNRAR = shutil.which("unrar") or "unrar"
+GAME = "cnctw"
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Start]:
+    async with nodes_in(tmp_path) as start_peer:
+        yield start_peer
+
+
+def make_archive(root: Path, name: str, files: dict[str, bytes], solid: bool = True) -> None:
+    stage = root.parent / f".stage-{name}"
+    for rel, data in files.items():
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / rel).write_bytes(data)
+    root.mkdir(parents=True, exist_ok=True)
+    switches = ["-m3", "-s"] if solid else ["-m0"]
+    subprocess.run(
+        ["rar", "a", "-idq", "-cfg-", "-ma5", *switches, str(root / name), *files],
+        cwd=stage,
+        check=True,
+    )
+    shutil.rmtree(stage)
+
+
+PAYLOAD = {
+    "bin/cnctw-payload.bin": os.urandom(700_000),
+    "data/cnctw-assets.dat": os.urandom(300_000),
+    "readme.txt": b"streamed\n",
+    "empty.txt": b"",
+}
+
+
+def serve_cnctw(peer: Peer, files: dict[str, bytes] = PAYLOAD) -> None:
+    root = peer.games / GAME
+    make_archive(root, "cnctw.eti", files)
+    (root / "version.ini").write_text(CATALOG[GAME] + "\n")
+
+
+def local_files(peer: Peer) -> dict[str, bytes]:
+    local = peer.games / GAME / "local"
+    return {str(p.relative_to(local)): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+
+
+def assert_rolled_back(peer: Peer) -> None:
+    assert not (peer.games / GAME).exists(), sorted(os.listdir(peer.games / GAME))
+
+
+async def test_a_streamed_install_lands_in_local_only(start: Start) -> None:
+    source, client = await start("source", unrar=UNRAR), await start("client")
+    serve_cnctw(source)
+    await ready(source)
+    await ready(client)
+    await client.run("connect", addr=source.node.addr)
+    await client.run("stream-install", game_id=GAME)
+    await client.wait("install-finished", game_id=GAME)
+    names = [n for n in client.names() if n.startswith(("download", "install"))]
+    files = [p for p in PAYLOAD]
+    assert names == [
+        "download-begin",
+        *["download-chunk-finished"] * len(files),
+        "download-finished",
+        "install-begin",
+        "install-finished",
+    ]
+    chunks = [e["path"] for e in client.events if e["event"] == "download-chunk-finished"]
+    assert sorted(chunks) == sorted(f".local.installing/{p}" for p in files)
+    done = await client.wait("download-finished", game_id=GAME)
+    assert done["bytes"] == sum(len(d) for d in PAYLOAD.values())
+    assert local_files(client) == PAYLOAD
+    assert sorted(os.listdir(client.games / GAME)) == ["local"], "no archive, no sentinel"
+    game = {g["game_id"]: g for g in (await client.run("status"))["local_games"]}[GAME]
+    assert (game["downloaded"], game["installed"], game["availability"]) == (
+        False,
+        True,
+        "LocalOnly",
+    )
+    # S43: a second stream-install fails and leaves the install alone.
+    mark = len(client.events)
+    await client.run("stream-install", game_id=GAME)
+    failed = await client.wait("download-failed", game_id=GAME, since=mark)
+    assert failed["code"] == "already-installed"
+    assert local_files(client) == PAYLOAD
+    assert "install-finished" not in client.names()[mark:]
+
+
+async def test_a_failed_source_is_rolled_back_and_the_next_one_streams(start: Start) -> None:
+    broken = await start("broken", unrar="/missing-unrar")
+    good = await start("good", unrar=UNRAR)
+    client = await start("client")
+    for source in (broken, good):
+        serve_cnctw(source)
+        await ready(source)
+    await ready(client)
+    first = min([broken, good], key=lambda p: p.node.addr)
+    if first is not broken:  # the retry order is address order: make the broken one first
+        broken.node.serving._unrar, good.node.serving._unrar = UNRAR, "/missing-unrar"
+        broken, good = good, broken
+    for source in (broken, good):
+        await client.run("connect", addr=source.node.addr)
+    await client.run("stream-install", game_id=GAME)
+    await client.wait("install-finished", game_id=GAME)
+    excluded = [e for e in client.events if e["event"] == "download-source-excluded"]
+    assert [e["peer_addr"] for e in excluded] == [broken.node.addr]
+    chunks = [e for e in client.events if e["event"] == "download-chunk-finished"]
+    assert {c["peer_addr"] for c in chunks} == {good.node.addr}
+    assert local_files(client) == PAYLOAD
+
+
+async def test_bytes_that_miss_the_crc_exclude_the_source(start: Start, tmp_path: Path) -> None:
+    liar_unrar = tmp_path / "lying-unrar"
+    liar_unrar.write_text(
+        f'#!/bin/sh\n{UNRAR} "$@" | python3 -c \'import sys; d=sys.stdin.buffer.read(); '
+        "sys.stdout.buffer.write(bytes([d[0] ^ 1]) + d[1:])'\n"
+    )
+    liar_unrar.chmod(0o755)
+    liar, client = await start("liar", unrar=str(liar_unrar)), await start("client")
+    serve_cnctw(liar)
+    await ready(liar)
+    await ready(client)
+    await client.run("connect", addr=liar.node.addr)
+    await client.run("stream-install", game_id=GAME)
+    failed = await client.wait("download-failed", game_id=GAME)
+    assert failed["code"] == "sources-lost"
+    excluded = await client.wait("download-source-excluded", game_id=GAME)
+    assert excluded["code"] == "bad-chunk" and "CRC32" in excluded["reason"]
+    assert "install-begin" not in client.names()
+    assert_rolled_back(client)
+
+
+async def test_a_corrupt_archive_is_not_offered(start: Start) -> None:
+    source, client = await start("source", unrar=UNRAR), await start("client")
+    serve_cnctw(source)
+    (source.games / GAME / "cnctw.eti").write_bytes(b"not a rar archive at all" * 100)
+    await ready(source)
+    await ready(client)
+    await client.run("connect", addr=source.node.addr)
+    await client.run("stream-install", game_id=GAME)
+    failed = await client.wait("download-failed", game_id=GAME)
+    skipped = await client.wait("download-source-skipped", game_id=GAME)
+    assert skipped["code"] == "not-servable" and failed["code"] == "no-peers"
+    assert (await client.run("status"))["active_operations"] == []
+    assert_rolled_back(client)
+
+
+def unrar_processes(archive: Path) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+            continue
+        if str(archive).encode() in cmdline and b"p" in cmdline:
+            found.append(int(pid))
+    return found
+
+
+async def test_cancel_stops_the_stream_on_both_sides(start: Start) -> None:
+    big = {"a.bin": os.urandom(3_000_000), "b.bin": os.urandom(3_000_000)}
+    source = await start("source", unrar=UNRAR, max_upload_rate=1_000_000)
+    client = await start("client")
+    serve_cnctw(source, big)
+    await ready(source)
+    await ready(client)
+    await client.run("connect", addr=source.node.addr)
+    await client.run("stream-install", game_id=GAME)
+    await client.wait("download-chunk-finished", game_id=GAME, timeout=30)
+    archive = source.games / GAME / "cnctw.eti"
+    assert unrar_processes(archive), "the provider runs while the stream does"
+    assert await client.run("cancel-download", game_id=GAME) == {
+        "game_id": GAME,
+        "cancelled": True,
+    }
+    assert_rolled_back(client)
+    names = client.names()
+    assert "download-cancelled" in names
+    assert not {"download-failed", "download-finished", "install-finished"} & set(names)
+    async with asyncio.timeout(10):
+        while unrar_processes(archive):
+            await asyncio.sleep(0.05)  # the source notices the closed connection
