@@ -9,6 +9,7 @@ import pytest
 
 from harness.lab import Lab
 from harness.manifest import assert_same
+from harness.runlog import Figure
 
 TERMINAL = ("install-finished", "install-failed", "download-failed")
 STEPS = (
@@ -23,7 +24,7 @@ ENTRIES = {"bin/cnctw-payload.bin": 2 * 1024 * 1024, "data/cnctw-assets.dat": 10
 
 
 @pytest.mark.scenario("S39")
-def test_s39_streamed_install_keeps_no_archive_payload(lab: Lab) -> None:
+def test_s39_streamed_install_keeps_no_archive_payload(lab: Lab, figure: Figure) -> None:
     bravo = lab.peer("bravo", fixture="fixture-bravo", args=("--unrar", lab.backend.unrar))
     client = lab.peer("client")
     client.connect(bravo)
@@ -67,8 +68,8 @@ def test_s39_streamed_install_keeps_no_archive_payload(lab: Lab) -> None:
     ]
     assert finished["bytes"] == sum(ENTRIES.values()) and finished["chunks"] == len(ENTRIES)
     assert finished["bytes_per_source"] == {bravo.addr: sum(ENTRIES.values())}
-    for figure in ("duration_ms", "mib_per_s", "mbit_per_s"):
-        assert finished[figure] > 0, finished
+    for rate in ("duration_ms", "mib_per_s", "mbit_per_s"):
+        assert finished[rate] > 0, finished
 
     game = client.game("cnctw")
     assert game is not None
@@ -81,3 +82,11 @@ def test_s39_streamed_install_keeps_no_archive_payload(lab: Lab) -> None:
     assert not client.exists("cnctw/.local.installing")
     assert_same(client.manifest("cnctw/local", skip=()), expected, "local/ vs unrar p")
     assert client.status()["active_operations"] == []
+
+    # The same game from the same source as a plain download, for the run log's comparison.
+    downloader = lab.peer("downloader")
+    downloader.connect(bravo)
+    plain = downloader.download("cnctw")
+    assert plain.outcome == "download-finished", plain.terminal
+    figure("stream_mib_per_s", finished["mib_per_s"])
+    figure("download_mib_per_s", plain.terminal["mib_per_s"])

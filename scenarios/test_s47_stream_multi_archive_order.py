@@ -2,8 +2,12 @@
 
 `fixture-multi` declares `b-second.eti` before `a-first.eti`, and `a-first.eti` holds a member
 (`order/tail-of-first.txt`) that sorts after `b-second.eti`'s `order/second.txt`: only archive
-order, member order inside each archive, gives the expected sequence.
+order, member order inside each archive, gives the expected sequence. The source's unrar is
+wrapped to log its calls: one payload pass per archive, never one per member (which would
+decompress a solid archive's prefix again for every member).
 """
+
+from pathlib import Path
 
 import pytest
 
@@ -14,9 +18,25 @@ ARCHIVES = ("cnctw/a-first.eti", "cnctw/b-second.eti")
 ORDER = ["order/first.txt", "order/tail-of-first.txt", "order/second.txt"]
 
 
+WRITE_EXECUTABLE = (
+    "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2]); os.chmod(sys.argv[1], 0o755)"
+)
+
+
+def logging_unrar(real: str, log: str) -> str:
+    """A shell script: `real` unrar, with every call's arguments appended to `log`."""
+    return f'#!/bin/sh\necho "$@" >> "{log}"\nexec "{real}" "$@"\n'
+
+
 @pytest.mark.scenario("S47")
-def test_s47_multi_archive_streamed_install_order(lab: Lab) -> None:
-    source = lab.peer("multi", fixture="fixture-multi", args=("--unrar", lab.backend.unrar))
+def test_s47_multi_archive_streamed_install_order(lab: Lab, tmp_path: Path) -> None:
+    base = "/tmp" if lab.backend.name == "docker" else str(tmp_path)  # in the source's world
+    wrapper, calls = f"{base}/logging-unrar", f"{base}/unrar-calls.log"
+    source = lab.peer("multi", fixture="fixture-multi", args=("--unrar", wrapper))
+    rc, out = source.run(
+        "python3", "-c", WRITE_EXECUTABLE, wrapper, logging_unrar(lab.backend.unrar, calls)
+    )
+    assert rc == 0, out
     client = lab.peer("client")
     client.connect(source)
     assert sorted(source.files("cnctw")) == ["a-first.eti", "b-second.eti", "version.ini"]
@@ -44,3 +64,9 @@ def test_s47_multi_archive_streamed_install_order(lab: Lab) -> None:
     for gone in ("a-first.eti", "b-second.eti", "version.ini", ".local.installing"):
         assert not client.exists(f"cnctw/{gone}"), gone
     assert client.status()["active_operations"] == []
+
+    rc, log = source.run("cat", calls)
+    passes = [line.split() for line in log.decode().splitlines() if line.startswith("p ")]
+    assert [p[-1] for p in passes] == [source.process.path(a) for a in ARCHIVES], (
+        "one payload pass per archive, in sorted order"
+    )

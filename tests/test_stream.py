@@ -196,3 +196,46 @@ async def test_cancel_stops_the_stream_on_both_sides(start: Start) -> None:
     async with asyncio.timeout(10):
         while unrar_processes(archive):
             await asyncio.sleep(0.05)  # the source notices the closed connection
+
+
+async def test_one_payload_pass_per_archive_in_sorted_order(start: Start, tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "logging-unrar"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nexec "{UNRAR}" "$@"\n')
+    wrapper.chmod(0o755)
+    source, client = await start("source", unrar=str(wrapper)), await start("client")
+    root = source.games / GAME
+    make_archive(root, "b-second.eti", {"order/second.txt": b"2\n", "z.txt": b"z"})
+    make_archive(root, "a-first.eti", {"order/first.txt": b"1\n", "order/tail.txt": b"t"})
+    (root / "version.ini").write_text(CATALOG[GAME] + "\n")
+    await ready(source)
+    await ready(client)
+    await client.run("connect", addr=source.node.addr)
+    await client.run("stream-install", game_id=GAME)
+    await client.wait("install-finished", game_id=GAME)
+    chunks = [e["path"] for e in client.events if e["event"] == "download-chunk-finished"]
+    order = ["order/first.txt", "order/tail.txt", "order/second.txt", "z.txt"]
+    assert chunks == [f".local.installing/{p}" for p in order]
+    passes = [line.split() for line in log.read_text().splitlines() if line.startswith("p ")]
+    assert [p[-1] for p in passes] == [str(root / "a-first.eti"), str(root / "b-second.eti")]
+
+
+async def test_first_play_stamps_a_streamed_install(start: Start) -> None:
+    files = {
+        "game/SmartSteamEmu.ini": b"[SmartSteamEmu]\r\nPersonaName = stub\r\n",
+        "profile/account_name.txt": b"stub",
+        "profile/language.txt": b"stub",
+    }
+    source, client = await start("source", unrar=UNRAR), await start("client")
+    serve_cnctw(source, files)
+    await ready(source)
+    await ready(client)
+    await client.run("connect", addr=source.node.addr)
+    await client.run("stream-install", game_id=GAME)
+    await client.wait("install-finished", game_id=GAME)
+    result = await client.run("play", game_id=GAME, username="ada", language="german")
+    assert result["already_applied"] is False and result["persona_name_written"] is True
+    stamped = local_files(client)
+    assert stamped["profile/account_name.txt"] == b"ada"
+    assert stamped["profile/language.txt"] == b"german"
+    assert b"PersonaName = ada\r\n" in stamped["game/SmartSteamEmu.ini"]

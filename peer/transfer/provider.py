@@ -122,4 +122,7 @@ async def _send_archive(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        # With every writer dead the pipe ends at once; reading it to its end closes it.
+        while await proc.stdout.read(SEND_SLICE):
+            pass
         await proc.wait()
