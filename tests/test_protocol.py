@@ -209,7 +209,9 @@ def test_hostile_chunk_requests_are_refused(change: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"\xff", b"[]", b'{"no":"type"}', b"{" * 5000, b"[" * 100_000, b"", b"null"]
+    "data",
+    [b"\xff", b"[]", b'{"no":"type"}', b"{" * 5000, b"[" * 100_000, b"", b"null"],
+    ids=["not-utf8", "array", "no-type", "deep-objects", "deep-arrays", "empty", "null"],
 )
 def test_undecodable_bytes_are_refused(data: bytes) -> None:
     for decode in (decode_request, decode_reply, decode_lane_request, decode_lane_reply):
