@@ -48,6 +48,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MUTANTS_DIR = ROOT / "mutants"
 EQUIVALENTS_FILE = ROOT / "mutation-equivalents.toml"
 RUN_LOG = "mutmut-run.log"
+# mutmut's error when pytest cannot find a test it recorded (pytest exit code 4).
+UNSTABLE_IDS_SIGN = "BadTestExecutionCommandsException"
+UNSTABLE_IDS_HINT = (
+    "[mutate] pytest refused mutmut's command (exit 4), most often because tests it had recorded "
+    "were not found: mutmut collects the tests more than once in one process, and a parametrize "
+    "with ids= whose generated ids hold escapes (\\n, \\xff) gets other ids the second time. "
+    "Give it explicit ASCII ids, or --deselect it in [tool.mutmut] of pyproject.toml."
+)
 
 KILLED = "killed"
 EQUIVALENT = "equiv"
@@ -413,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.mutants_dir / RUN_LOG}",
                 file=sys.stderr,
             )
+            if UNSTABLE_IDS_SIGN in (args.mutants_dir / RUN_LOG).read_text("utf-8", "replace"):
+                print(UNSTABLE_IDS_HINT, file=sys.stderr)
             return code
 
     report = score(load_results(args.mutants_dir), equivalents, globs)
