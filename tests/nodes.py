@@ -23,6 +23,15 @@ CATALOG = {"bfbc2": "20250201", "cnc4": "20250301", "cnctw": "20260501"}
 CHUNK = 64 * 1024
 
 
+# Successes, by their prefix, and the terminal events that mean the operation ended otherwise.
+_ENDS_OF_DOWNLOAD = ("download-failed", "download-cancelled", "install-failed")
+FAILURES: dict[str, tuple[str, ...]] = {
+    "download-": _ENDS_OF_DOWNLOAD,
+    "install-": ("install-failed", "download-failed", "download-cancelled"),
+    "uninstall-": ("uninstall-failed",),
+}
+
+
 class Peer:
     """A started node and everything it emitted, with waits that explain themselves."""
 
@@ -37,18 +46,26 @@ class Peer:
     async def wait(
         self, event: str, timeout: float = 20.0, since: int = 0, count: int = 1, **where: Any
     ) -> dict[str, Any]:
-        """The `count`-th `event` matching `where` at or after index `since` (the last one)."""
+        """The `count`-th `event` matching `where` at or after index `since` (the last one).
 
-        def found() -> list[dict[str, Any]]:
+        Waiting for a success fails at once when a failure of the same operation ends it
+        instead, so a broken peer fails a test in milliseconds rather than at the timeout.
+        """
+        ends = FAILURES.get(event.split("-")[0] + "-", ())
+        contrary = tuple(e for e in ends if e != event)
+
+        def matching(names: tuple[str, ...]) -> list[dict[str, Any]]:
             return [
                 e
                 for e in self.events[since:]
-                if e["event"] == event and all(e.get(k) == v for k, v in where.items())
+                if e["event"] in names and all(e.get(k) == v for k, v in where.items())
             ]
 
         try:
             async with asyncio.timeout(timeout):
-                while len(hits := found()) < count:
+                while len(hits := matching((event,))) < count:
+                    if failed := matching(contrary):
+                        raise AssertionError(f"{self.name}: {failed[0]} instead of {event}")
                     self.changed.clear()
                     await self.changed.wait()
         except TimeoutError:
