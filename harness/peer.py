@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import PeerProcess, PeerSpec
-from harness.manifest import NOT_TRANSFERRED, Manifest, rar_members_script, remote_script
+from harness.manifest import (
+    NOT_TRANSFERRED,
+    Manifest,
+    assert_same,
+    rar_members_script,
+    remote_script,
+)
 
 Record = dict[str, Any]
 Where = Mapping[str, Any] | Callable[[Record], bool] | None
@@ -349,6 +355,20 @@ class PeerHandle:
     def files(self, game_id: str) -> list[str]:
         """Every regular file under the game root, relative to it (including `local/`)."""
         return sorted(self.manifest(game_id, skip=()).files)
+
+    def assert_stream_installed(self, game_id: str, expected: Manifest) -> None:
+        """The end state of a streamed install (S39-S47): `LocalOnly`, only `local/` kept (no
+        archive, no sentinel, no staging), `local/` equal to `expected` (what `unrar p` printed
+        at the source), and no operation left running."""
+        game = self.game(game_id)
+        assert game is not None, f"{game_id} is not in {self.name}'s library\n{self.context()}"
+        state = (game["downloaded"], game["installed"], game["availability"])
+        assert state == (False, True, "LocalOnly"), game
+        assert self.files(game_id) == sorted(f"local/{p}" for p in expected.files), "only local/"
+        assert not self.exists(f"{game_id}/.local.installing")
+        local = self.manifest(f"{game_id}/local", skip=())
+        assert_same(local, expected, f"{self.name}'s local/ vs unrar p at the source")
+        assert self.status()["active_operations"] == []
 
     def manifest(self, game_id: str, skip: tuple[str, ...] = NOT_TRANSFERRED) -> Manifest:
         root = self.process.path(game_id)

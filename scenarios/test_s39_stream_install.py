@@ -8,7 +8,6 @@ a root `version.ini`. Every member must equal what `unrar p` prints in the sourc
 import pytest
 
 from harness.lab import Lab
-from harness.manifest import assert_same
 from harness.runlog import Figure
 
 TERMINAL = ("install-finished", "install-failed", "download-failed")
@@ -71,17 +70,7 @@ def test_s39_streamed_install_keeps_no_archive_payload(lab: Lab, figure: Figure)
     for rate in ("duration_ms", "mib_per_s", "mbit_per_s"):
         assert finished[rate] > 0, finished
 
-    game = client.game("cnctw")
-    assert game is not None
-    assert (game["downloaded"], game["installed"], game["availability"]) == (
-        False,
-        True,
-        "LocalOnly",
-    ), game
-    assert client.files("cnctw") == sorted(f"local/{p}" for p in ENTRIES), "only local/"
-    assert not client.exists("cnctw/.local.installing")
-    assert_same(client.manifest("cnctw/local", skip=()), expected, "local/ vs unrar p")
-    assert client.status()["active_operations"] == []
+    client.assert_stream_installed("cnctw", expected)
 
     # The same game from the same source as a plain download, for the run log's comparison.
     downloader = lab.peer("downloader")

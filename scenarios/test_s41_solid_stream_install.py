@@ -8,7 +8,6 @@ be solid in the source's own world before anything is streamed.
 import pytest
 
 from harness.lab import Lab
-from harness.manifest import assert_same
 
 
 @pytest.mark.scenario("S41")
@@ -34,14 +33,4 @@ def test_s41_solid_archive_streamed_install(lab: Lab) -> None:
     assert sum(c["bytes"] for c in chunks) == extracted
     assert [c["path"] for c in chunks] == [f".local.installing/{p}" for p in expected.files]
 
-    game = client.game("cnctw")
-    assert game is not None
-    assert (game["downloaded"], game["installed"], game["availability"]) == (
-        False,
-        True,
-        "LocalOnly",
-    ), game
-    assert client.files("cnctw") == sorted(f"local/{p}" for p in expected.files), "only local/"
-    assert not client.exists("cnctw/.local.installing")
-    assert_same(client.manifest("cnctw/local", skip=()), expected, "local/ vs unrar p")
-    assert client.status()["active_operations"] == []
+    client.assert_stream_installed("cnctw", expected)

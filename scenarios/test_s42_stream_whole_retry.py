@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from harness.lab import Lab
-from harness.manifest import assert_same
 
 
 @pytest.mark.scenario("S42")
@@ -67,14 +66,4 @@ def test_s42_streamed_install_retries_the_whole_stream(lab: Lab, tmp_path: Path)
     assert finished["bytes"] == total, finished
     assert finished["bytes_per_source"] == {good.addr: total}, finished
 
-    game = client.game("cnctw")
-    assert game is not None
-    assert (game["downloaded"], game["installed"], game["availability"]) == (
-        False,
-        True,
-        "LocalOnly",
-    ), game
-    assert client.files("cnctw") == sorted(f"local/{p}" for p in expected.files), "only local/"
-    assert not client.exists("cnctw/.local.installing")
-    assert_same(client.manifest("cnctw/local", skip=()), expected, "local/ vs the good source")
-    assert client.status()["active_operations"] == []
+    client.assert_stream_installed("cnctw", expected)

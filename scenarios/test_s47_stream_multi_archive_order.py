@@ -53,17 +53,7 @@ def test_s47_multi_archive_streamed_install_order(lab: Lab, tmp_path: Path) -> N
     assert client.read("cnctw/local/order/second.txt") == b"second archive: b-second.eti\n"
     assert_same(client.manifest("cnctw/local", skip=()), expected, "local/ vs unrar p")
 
-    game = client.game("cnctw")
-    assert game is not None
-    assert (game["downloaded"], game["installed"], game["availability"]) == (
-        False,
-        True,
-        "LocalOnly",
-    ), game
-    assert client.files("cnctw") == sorted(f"local/{p}" for p in ORDER), "no root archive"
-    for gone in ("a-first.eti", "b-second.eti", "version.ini", ".local.installing"):
-        assert not client.exists(f"cnctw/{gone}"), gone
-    assert client.status()["active_operations"] == []
+    client.assert_stream_installed("cnctw", expected)
 
     rc, log = source.run("cat", calls)
     passes = [line.split() for line in log.decode().splitlines() if line.startswith("p ")]

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from harness.lab import Lab
-from harness.manifest import assert_same
 
 FLIP_LAST_BYTE = (
     "import sys; d = sys.stdin.buffer.read(); "
@@ -95,14 +94,4 @@ def test_x04_stream_source_with_bad_crc_is_excluded(lab: Lab, tmp_path: Path) ->
     (finished,) = client.events("download-finished", since=start, until=end)
     assert finished["bytes"] == sum(size for size, _ in expected.files.values()), finished
 
-    game = client.game("cnctw")
-    assert game is not None
-    assert (game["downloaded"], game["installed"], game["availability"]) == (
-        False,
-        True,
-        "LocalOnly",
-    ), game
-    assert client.files("cnctw") == sorted(f"local/{p}" for p in expected.files), "only local/"
-    assert not client.exists("cnctw/.local.installing")
-    assert_same(client.manifest("cnctw/local", skip=()), expected, "local/ vs the honest source")
-    assert client.status()["active_operations"] == []
+    client.assert_stream_installed("cnctw", expected)
