@@ -164,19 +164,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 async def _run_one(peer: Node, out: Output, line: str) -> None:
+    """Answer one stdin line with exactly one record, whatever happens."""
+    cmd = None
     try:
         cmd = parse_command(line, SPECS)
+        data = await peer.run_command(cmd)
     except CommandError as exc:
         out.error(exc.cmd, exc.request_id, exc.code, exc.message)
         return
-    try:
-        data = await peer.run_command(cmd)
-    except PeerError as exc:
-        out.error(cmd.name, cmd.request_id, exc.code, exc.message)
-        return
     except Exception as exc:  # the peer must keep serving whatever one command does
-        structlog.get_logger("cli").exception("command crashed", cmd=cmd.name)
-        out.error(cmd.name, cmd.request_id, "internal", f"{type(exc).__name__}: {exc}")
+        name, request_id = (cmd.name, cmd.request_id) if cmd else (None, None)
+        if isinstance(exc, PeerError):
+            out.error(name, request_id, exc.code, exc.message)
+            return
+        structlog.get_logger("cli").exception("command crashed", cmd=name)
+        out.error(name, request_id, "internal", f"{type(exc).__name__}: {exc}")
         return
     out.result(cmd.name, cmd.request_id, data)
 

@@ -78,8 +78,8 @@ def _check(name: str, value: Any, spec: Field, cmd: str, request_id: Any) -> Any
 def parse_command(line: str, specs: Specs) -> Command:
     try:
         raw = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise CommandError("bad-json", f"line is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # ValueError: also integers past the digit cap
+        raise CommandError("bad-json", f"line is not JSON we accept: {exc}") from None
     if not isinstance(raw, dict):
         raise CommandError("bad-command", "a command must be a JSON object")
     request_id = raw.get("id")

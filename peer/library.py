@@ -7,22 +7,45 @@ directory means installed. Scanning is a pure read; the runtime decides when to 
 from __future__ import annotations
 
 import os
+import re
+import stat
 from pathlib import Path
 
 from peer.errors import PeerError
 from peer.paths import ARCHIVE_SUFFIX, LOCAL_DIR, SENTINEL, check_game_id
 from peer.protocol import LOCAL_ONLY, READY, GameSummary
 
+# A version is one short token (upstream writes an 8-digit date); anything else is not one.
+VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")
+MAX_SENTINEL_BYTES = 256
+
 
 def read_sentinel(game_root: Path) -> str | None:
-    """The root `version.ini` content (stripped), or None when it is absent or unreadable."""
+    """The root `version.ini`'s version, or None when there is no well-formed one.
+
+    The sentinel is hostile input like any file in a root: it is opened without following a
+    link and without blocking (a FIFO must not stall the peer), read only if it is a small
+    regular file, and taken only if it holds one well-formed version. Anything else leaves the
+    game not downloaded: not Ready, never advertised or served, never an error.
+    """
     try:
-        text = (game_root / SENTINEL).read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
+        fd = os.open(game_root / SENTINEL, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    return text.strip()
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SENTINEL_BYTES:
+            return None
+        data = os.read(fd, MAX_SENTINEL_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        version = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    return version if VERSION.fullmatch(version) else None
 
 
 def root_archives(game_root: Path) -> list[Path]:

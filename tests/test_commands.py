@@ -63,3 +63,14 @@ def test_parse_never_crashes(line: str) -> None:
         parse_command(line, SPECS)
     except CommandError as exc:
         assert exc.code and exc.message
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['{"cmd":"status","id":' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000],
+    ids=["integer-past-the-digit-cap", "deep-nesting"],
+)
+def test_lines_past_the_decoder_limits_are_bad_json(line: str) -> None:
+    with pytest.raises(CommandError) as err:
+        parse_command(line, SPECS)
+    assert err.value.code == "bad-json"

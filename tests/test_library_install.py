@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from peer.errors import PeerError
 from peer.install import install_game, recover, uninstall_game
-from peer.library import scan_library
+from peer.library import read_sentinel, scan_library
 from peer.unpack import FixtureUnpacker
 
 CATALOG = {"bfbc2": "20250201", "ggoo": "20260101"}
@@ -139,3 +140,42 @@ def test_recover_leaves_a_clean_root_alone(tmp_path: Path) -> None:
     recover(root)
     assert (root / "local" / "save.dat").read_text() == "mine"
     assert sorted(p.name for p in root.iterdir()) == ["bfbc2.eti", "local", "version.ini"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    ["symlink", "fifo", "directory", "large", "empty", "blank", "two-words", "not-utf8", "nul"],
+)
+def test_a_sentinel_that_is_not_a_small_well_formed_file_is_no_download(
+    tmp_path: Path, make: str
+) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    sentinel = root / "version.ini"
+    sentinel.unlink()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("20250201\n")
+    if make == "symlink":
+        sentinel.symlink_to(secret)
+    elif make == "fifo":
+        os.mkfifo(sentinel)  # opening it for reading must not block the scan
+    elif make == "directory":
+        sentinel.mkdir()
+    else:
+        content = {
+            "large": b"2" * 300,
+            "empty": b"",
+            "blank": b" \n\t\n",
+            "two-words": b"20250201 extra\n",
+            "not-utf8": b"\xff\xfe2025\n",
+            "nul": b"2025\x000201\n",
+        }[make]
+        sentinel.write_bytes(content)
+    assert read_sentinel(root) is None
+    assert scan_library(tmp_path) == {}, "not downloaded, not installed: not a game"
+
+
+def test_a_well_formed_sentinel_is_read_stripped(tmp_path: Path) -> None:
+    root = make_game(tmp_path, "bfbc2", {"bfbc2.eti": b"a"})
+    for text, version in (("20250201\n", "20250201"), ("  1.2.0-beta+7 \r\n", "1.2.0-beta+7")):
+        (root / "version.ini").write_text(text)
+        assert read_sentinel(root) == version
