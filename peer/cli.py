@@ -211,7 +211,11 @@ async def serve_stdin(peer: Node, out: Output) -> None:
 
 async def amain(settings: Settings, out: Output) -> int:
     peer = Node(settings, out.event)
-    await peer.start()
+    try:
+        await peer.start()
+    except BaseException:
+        await peer.shutdown()  # let go of what was taken (locks, sockets) before refusing
+        raise
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, peer.stop_soon)

@@ -53,6 +53,8 @@ class Parts(FetchContext, Protocol):
 
     def stop_soon(self) -> None: ...
 
+    def use_games_dir(self, games_dir: Path) -> None: ...
+
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -154,11 +156,7 @@ async def set_game_dir(node: Parts, path: str) -> Any:
     if node.operations.table:
         raise PeerError("operation-in-progress", "cannot switch games dir during operations")
     games_dir = Path(path)
-    try:
-        games_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PeerError("bad-path", f"cannot use {games_dir}: {exc}") from None
-    node.library.games_dir = games_dir
+    node.use_games_dir(games_dir)
     node.library.rescan(force_event=True)
     return {"games_dir": str(games_dir)}
 

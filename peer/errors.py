@@ -55,6 +55,7 @@ OutcomeCode = Literal[
     # the peer refused to start (one error record, then a non-zero exit)
     "bad-catalog",
     "bad-state-dir",
+    "dir-in-use",
 ]
 
 ErrorCode = CommandCode | OutcomeCode

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ def load_or_create_identity(state_dir: Path) -> Identity:
         cert_path = state_dir / "tls-cert.pem"
         key_path = state_dir / "tls-key.pem"
         if id_path.exists():
-            peer_id = str(json.loads(id_path.read_text())["peer_id"])
+            peer_id = json.loads(id_path.read_text())["peer_id"]
+            if not (isinstance(peer_id, str) and re.fullmatch(r"[0-9a-f]{32}", peer_id)):
+                raise ValueError(f"{id_path} holds no 32-hex peer_id")
         else:
             peer_id = uuid7_hex()
             _write_private(id_path, json.dumps({"peer_id": peer_id}).encode())
@@ -90,6 +93,6 @@ def load_or_create_identity(state_dir: Path) -> Identity:
             cert_pem, key_pem = _make_certificate(peer_id)
             _write_private(key_path, key_pem)
             _write_private(cert_path, cert_pem)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PeerError("bad-state-dir", f"cannot use state dir {state_dir}: {exc}") from exc
     return Identity(peer_id=peer_id, cert_path=cert_path, key_path=key_path)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
+from peer.catalog import Catalog
 from peer.errors import PeerError
 from peer.library import root_archives
-from peer.paths import BACKUP_DIR, LOCAL_DIR, OWNED_MARKER, SENTINEL, STAGING_DIR
+from peer.paths import BACKUP_DIR, LOCAL_DIR, OWNED_MARKER, SENTINEL, STAGING_DIR, check_game_id
 from peer.unpack import Unpacker
 
 
@@ -100,3 +102,22 @@ def recover(root: Path) -> None:
             _remove_tree(backup)
         else:
             os.rename(backup, local)
+
+
+def prepare_games_dir(games_dir: Path, fixtures: tuple[str, ...], catalog: Catalog) -> None:
+    """At start: seed `--fixture` games, then finish or undo what a crash interrupted."""
+    for game_id in fixtures:
+        _seed_fixture(games_dir / check_game_id(game_id), catalog)
+    for entry in sorted(games_dir.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            recover(entry)
+
+
+def _seed_fixture(root: Path, catalog: Catalog) -> None:
+    """`--fixture ID`: a tiny archive and a sentinel at the catalog version (or today's)."""
+    if (root / SENTINEL).exists():
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{root.name}.eti").write_bytes(f"lanpeer fixture archive for {root.name}\n".encode())
+    version = catalog.get(root.name, time.strftime("%Y%m%d"))
+    (root / SENTINEL).write_text(version + "\n")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,13 +24,14 @@ from peer import console
 from peer.advert import LocalLibrary
 from peer.blocking import in_thread
 from peer.commands import Command
+from peer.dirlock import DirLock, made
 from peer.discovery import Discovery, advertised_host, should_dial
+from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
-from peer.install import recover
+from peer.install import prepare_games_dir
 from peer.links import Links
 from peer.operations import Operations
 from peer.output import Emit
-from peer.paths import SENTINEL, check_game_id
 from peer.protocol import (
     PROTOCOL_VERSION,
     GetGame,
@@ -64,6 +65,7 @@ class Node:
         self.data_token = secrets.token_hex(16)
         self.stopping = asyncio.Event()  # set once shutdown has finished
         self._shutting_down = False
+        self._locks: list[DirLock] = []  # the state dir's, then the games dir's
         self._tasks: set[asyncio.Task[Any]] = set()
         self.operations = Operations(emit, changed=self._operations_changed, spawn=self.spawn)
         self.library = LocalLibrary(
@@ -122,9 +124,11 @@ class Node:
 
     async def start(self) -> None:
         s = self.settings
+        self._locks = [DirLock(made(s.state_dir))]
         self.identity = load_or_create_identity(s.state_dir)
         self.library.peer_id = self.links.peer_id = self.peer_id
-        await in_thread(self._prepare_games_dir)
+        self._locks.append(DirLock(made(self.library.games_dir)))
+        await in_thread(prepare_games_dir, self.library.games_dir, s.fixtures, s.catalog)
         self.links.endpoint = ControlEndpoint(
             self.identity,
             self.links.handle,
@@ -132,7 +136,11 @@ class Node:
             request_timeout=s.request_timeout,
             idle_timeout=max(s.stale_timeout * 2, 10.0),
         )
-        port = await self.links.endpoint.listen(s.listen_host, s.listen_port)
+        try:
+            port = await self.links.endpoint.listen(s.listen_host, s.listen_port)
+        except OSError as exc:  # in use, or a host name that does not resolve here
+            where = f"{s.listen_host}:{s.listen_port}"
+            raise PeerError("bad-address", f"cannot listen on {where}: {exc}") from None
         try:  # the lane takes the same port number when it is free, for tidy addresses
             lane = await serve_lane(s.listen_host, port, *self._lane_gates())
         except OSError:
@@ -154,24 +162,12 @@ class Node:
         if s.mdns:
             await self._start_discovery(port)
 
-    def _prepare_games_dir(self) -> None:
-        games_dir = self.library.games_dir
-        games_dir.mkdir(parents=True, exist_ok=True)
-        for game_id in self.settings.fixtures:
-            self._seed_fixture(check_game_id(game_id))
-        for entry in sorted(games_dir.iterdir()):
-            if entry.is_dir():
-                recover(entry)
-
-    def _seed_fixture(self, game_id: str) -> None:
-        """`--fixture ID`: a tiny archive and a sentinel at the catalog version (or today's)."""
-        root = self.library.games_dir / game_id
-        if (root / SENTINEL).exists():
-            return
-        root.mkdir(parents=True, exist_ok=True)
-        (root / f"{game_id}.eti").write_bytes(f"lanpeer fixture archive for {game_id}\n".encode())
-        version = self.settings.catalog.get(game_id, time.strftime("%Y%m%d"))
-        (root / SENTINEL).write_text(version + "\n")
+    def use_games_dir(self, games_dir: Path) -> None:
+        """`set-game-dir`: take the new directory's lock, then let the old one go."""
+        lock = DirLock(made(games_dir))
+        self._locks.pop().release()
+        self._locks.append(lock)
+        self.library.games_dir = games_dir
 
     async def _start_discovery(self, port: int) -> None:
         host = self.addr.rpartition(":")[0]
@@ -205,6 +201,8 @@ class Node:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
+        for lock in self._locks:
+            lock.release()
         self.stopping.set()
 
     async def _rescan_forever(self) -> None:

@@ -1,0 +1,90 @@
+"""Start-up misuse ends in one JSON error record with a stable code and a non-zero exit.
+
+No traceback, no half-started peer: a user (or a script) reads why from stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from peer.cli import main
+from peer.dirlock import DirLock
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """`main` configures logging for the process, to pytest's captured stderr: undo that."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, *extra: str
+) -> tuple[int, list[dict[str, Any]]]:
+    argv = ["--no-mdns", "--listen", "127.0.0.1:0", *extra]
+    if "--games-dir" not in extra:
+        argv += ["--games-dir", str(tmp_path / "games")]
+    if "--state-dir" not in extra:
+        argv += ["--state-dir", str(tmp_path / "state")]
+    code = main(argv)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return code, [r for r in records if r["type"] == "error"]
+
+
+def test_a_games_dir_that_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    code, errors = run(capsys, tmp_path, "--games-dir", str(tmp_path / "file"))
+    assert (code, [e["code"] for e in errors]) == (2, ["bad-path"]), errors
+
+
+@pytest.mark.parametrize("which", ["games", "state"])
+def test_a_directory_another_peer_holds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, which: str
+) -> None:
+    (tmp_path / which).mkdir()
+    held = DirLock(tmp_path / which)  # as a running peer holds it
+    try:
+        code, errors = run(capsys, tmp_path)
+    finally:
+        held.release()
+    assert (code, [e["code"] for e in errors]) == (2, ["dir-in-use"]), errors
+    assert str(tmp_path / which) in errors[0]["message"]
+
+
+def test_a_listen_port_in_use(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        code, errors = run(capsys, tmp_path, "--listen", f"127.0.0.1:{port}")
+    assert (code, [e["code"] for e in errors]) == (2, ["bad-address"]), errors
+
+
+def test_a_listen_host_that_does_not_resolve(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, errors = run(capsys, tmp_path, "--listen", "no-such-host.invalid:0")
+    assert (code, [e["code"] for e in errors]) == (2, ["bad-address"]), errors
+
+
+@pytest.mark.parametrize(
+    "content", ['{"peer_id": 5}', '{"peer_id": "short"}', "not json", "[]", '{"x": 1}']
+)
+def test_a_corrupt_identity(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str
+) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "identity.json").write_text(content)
+    code, errors = run(capsys, tmp_path)
+    assert (code, [e["code"] for e in errors]) == (2, ["bad-state-dir"]), errors
