@@ -20,7 +20,7 @@ from peer.paths import BACKUP_DIR, LOCAL_DIR, OWNED_MARKER, SENTINEL, STAGING_DI
 from peer.unpack import Unpacker
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -32,14 +32,14 @@ def install_game(root: Path, unpacker: Unpacker) -> None:
     if not (root / SENTINEL).is_file():
         raise PeerError("not-downloaded", f"game {root.name} is not downloaded")
     staging, local, backup = root / STAGING_DIR, root / LOCAL_DIR, root / BACKUP_DIR
-    _remove_tree(staging)
+    remove_tree(staging)
     staging.mkdir()
     (staging / OWNED_MARKER).touch()
     try:
         unpacker.unpack(root_archives(root), staging)
         (staging / OWNED_MARKER).unlink()
         if local.exists():
-            _remove_tree(backup)
+            remove_tree(backup)
             os.rename(local, backup)
         try:
             os.rename(staging, local)
@@ -47,12 +47,12 @@ def install_game(root: Path, unpacker: Unpacker) -> None:
             if backup.exists() and not local.exists():
                 os.rename(backup, local)
             raise
-        _remove_tree(backup)
+        remove_tree(backup)
     except OSError as exc:
-        _remove_tree(staging)
+        remove_tree(staging)
         raise PeerError("install-failed", f"install of {root.name} failed: {exc}") from exc
     except BaseException:  # whatever the unpacker raised, no half-filled staging is left
-        _remove_tree(staging)
+        remove_tree(staging)
         raise
 
 
@@ -62,9 +62,9 @@ def uninstall_game(root: Path) -> None:
     if not local.is_dir():
         raise PeerError("not-installed", f"game {root.name} is not installed")
     try:
-        _remove_tree(backup)
+        remove_tree(backup)
         os.rename(local, backup)
-        _remove_tree(backup)
+        remove_tree(backup)
     except OSError as exc:
         raise PeerError("uninstall-failed", f"uninstall of {root.name} failed: {exc}") from exc
 
@@ -82,7 +82,7 @@ def discard_partial(root: Path) -> None:
         return
     for entry in root.iterdir():
         if entry.name not in KEPT_ON_CANCEL:
-            _remove_tree(entry)
+            remove_tree(entry)
     if not any(root.iterdir()):
         root.rmdir()
 
@@ -96,10 +96,10 @@ def recover(root: Path) -> None:
     """
     staging, local, backup = root / STAGING_DIR, root / LOCAL_DIR, root / BACKUP_DIR
     if staging.exists():
-        _remove_tree(staging)
+        remove_tree(staging)
     if backup.exists():
         if local.exists():
-            _remove_tree(backup)
+            remove_tree(backup)
         else:
             os.rename(backup, local)
 

@@ -31,6 +31,7 @@ from peer.protocol import (
     Reply,
     StreamRequest,
 )
+from peer.transfer import disk
 from peer.transfer.fetch import FetchSettings, Source, download_game
 from peer.transfer.serve import DescriptorCache
 
@@ -686,3 +687,379 @@ async def test_short_local_write_never_commits_a_corrupt_copy(
     else:
         assert digests(games / GAME) == digests(src), "committed bytes that were never written"
     assert short
+
+
+# -- what the events and refusals say --------------------------------------------------------------
+
+
+async def test_the_events_of_a_download_describe_it(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    a, b = ctx.add("a", src), ctx.add("b", src)
+
+    await download(ctx, games, [a, b])
+
+    files = DescriptorCache(CHUNK).describe(src)
+    total = sum(f.size for f in files)
+    assert ctx.named("got-game-files") == [
+        {
+            "game_id": GAME,
+            "version": VERSION,
+            "files": [{"path": f.path, "size": f.size} for f in files],
+            "sources": [
+                {"peer_id": "id-a", "peer_addr": "a:4000"},
+                {"peer_id": "id-b", "peer_addr": "b:4000"},
+            ],
+            "rejected_sources": [],
+        }
+    ]
+    assert ctx.named("download-begin") == [
+        {
+            "game_id": GAME,
+            "total_bytes": total,
+            "files": len(files),
+            "chunks": len(chunk_keys(src)),
+            "sources": ["a:4000", "b:4000"],
+        }
+    ]
+    names = [event for event, _fields in ctx.events]
+    assert names.index("got-game-files") < names.index("download-begin")
+    assert names.index("download-begin") < names.index("download-chunk-finished")
+
+
+async def test_progress_reports_the_bytes_so_far_and_a_rate(
+    ctx: FakeContext, tmp_path: Path, games: Path
+) -> None:
+    src = make_root(tmp_path / "src", {"data.bin": pattern(6 * CHUNK)}, version="v" * CHUNK)
+    total = sum(f.stat().st_size for f in src.iterdir())
+    # The slow source's one chunk waits for the first progress report: by then every other
+    # chunk is in, so the report's figures are known exactly.
+    reported = ctx.when(lambda event, _f: event == "download-progress")
+    fast, slow = ctx.add("fast", src), ctx.add("slow", src, gated(reported, honest(src)))
+    settings = FetchSettings(depth=1, progress_interval=0.05)
+
+    async with asyncio.timeout(LIMIT):
+        await download_game(ctx, settings, games, GAME, VERSION, [fast, slow])
+
+    first = ctx.named("download-progress")[0]
+    rate = first.pop("bytes_per_second")
+    assert first == {"game_id": GAME, "downloaded_bytes": total - CHUNK, "total_bytes": total}
+    # About 0.05 s in: the rate is bytes per second, far above the bytes so far.
+    assert isinstance(rate, int) and rate > first["downloaded_bytes"]
+    assert digests(games / GAME) == digests(src)
+
+
+async def test_a_lie_is_reported_per_chunk_and_per_source(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    good, bad = ctx.add("good", src), ctx.add("bad", src, liar(src))
+
+    await download(ctx, games, [good, bad])
+
+    [(_host, asked)] = [(h, r) for h, r in ctx.lane.requests if h == "bad"]
+    reason = f"{asked.path}@{asked.offset}: bytes do not match the validated SHA-256"
+    who = {"game_id": GAME, "peer_id": "id-bad", "peer_addr": "bad:4000"}
+    assert ctx.named("download-chunk-failed") == [
+        {**who, "path": asked.path, "offset": asked.offset, "code": "bad-chunk", "reason": reason}
+    ]
+    assert ctx.named("download-source-excluded") == [{**who, "code": "bad-chunk", "reason": reason}]
+
+
+async def test_more_bytes_than_asked_is_named_as_such(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    async def one_more(request: ChunkRequest) -> AsyncIterator[bytes]:
+        yield read_range(src, request.path, request.offset, request.length) + b"!"
+
+    good, bad = ctx.add("good", src), ctx.add("bad", src, one_more)
+
+    await download(ctx, games, [bad, good])
+
+    [excluded] = ctx.named("download-source-excluded")
+    assert (excluded["code"], excluded["reason"]) == (
+        "bad-chunk",
+        "source sent more bytes than asked",
+    )
+    assert digests(games / GAME) == digests(src)
+
+
+async def test_sources_lost_says_how_many_chunks_were_left(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    served: list[int] = []
+
+    async def two_then_dead(request: ChunkRequest) -> AsyncIterator[bytes]:
+        if len(served) == 2:
+            raise PeerError("peer-unreachable", "gone")
+        served.append(request.offset)
+        yield read_range(src, request.path, request.offset, request.length)
+
+    err = await download_fails(ctx, games, [ctx.add("a", src, two_then_dead)])
+
+    left = len(chunk_keys(src)) - 2
+    assert err.code == "sources-lost"
+    assert err.message == f"download of {GAME} lost every source with {left} chunk(s) left"
+
+
+async def test_a_source_left_idle_takes_over_the_work_of_one_that_dies(
+    ctx: FakeContext, tmp_path: Path, games: Path
+) -> None:
+    """The fast source runs out of work and waits; the slow one then dies holding a chunk,
+    which the waiting source must wake up for and fetch."""
+    src = make_root(tmp_path / "src", {"data.bin": pattern(6 * CHUNK)}, version="v" * CHUNK)
+    keys = chunk_keys(src)
+    gate = ctx.when(lambda event, _f: len(ctx.named("download-chunk-finished")) == len(keys) - 1)
+    fast, slow = ctx.add("fast", src), ctx.add("slow", src, gated(gate, dying(src)))
+
+    figures = await download(ctx, games, [fast, slow])
+
+    assert digests(games / GAME) == digests(src)
+    assert figures["bytes_per_source"] == {"fast:4000": figures["bytes"], "slow:4000": 0}
+    assert [e["peer_id"] for e in ctx.named("download-source-excluded")] == ["id-slow"]
+
+
+async def test_refusals_before_the_download_name_the_game_and_the_sources(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    gone, refusing = ctx.add("gone", None), ctx.add("refusing", None)
+    ctx.replies[gone.peer_id] = PeerError("peer-unreachable", "link closed")
+    ctx.replies[refusing.peer_id] = ErrorReply("not-servable", "busy installing")
+
+    err = await download_fails(ctx, games, [gone, refusing])
+
+    assert err.code == "no-peers"
+    assert err.message == (
+        f"no source could offer {GAME}: gone:4000: peer-unreachable: link closed; "
+        "refusing:4000: not-servable: busy installing"
+    )
+    assert ctx.named("download-source-skipped")[0] == {
+        "game_id": GAME,
+        "peer_id": "id-gone",
+        "peer_addr": "gone:4000",
+        "code": "peer-unreachable",
+        "reason": "link closed",
+    }
+
+
+async def test_a_reply_for_another_game_says_which(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    wrong, a = ctx.add("wrong", None), ctx.add("a", src)
+    ctx.replies[wrong.peer_id] = GameFiles("other-game", DescriptorCache(CHUNK).describe(src))
+
+    await download(ctx, games, [wrong, a])
+
+    [skipped] = ctx.named("download-source-skipped")
+    assert skipped["reason"] == f"asked for {GAME}, got other-game"
+
+
+async def test_a_tie_and_a_missing_sentinel_name_the_game(
+    ctx: FakeContext, tmp_path: Path, games: Path, src: Path
+) -> None:
+    other = make_root(tmp_path / "other", {"data.bin": pattern(4 * CHUNK, seed=99)})
+    a, b = ctx.add("a", src), ctx.add("b", other)
+    tie = await download_fails(ctx, games, [a, b])
+    assert tie.code == "ambiguous-metadata"
+    assert tie.message.startswith(f"sources disagree on the files of {GAME} ")
+
+    files = DescriptorCache(CHUNK).describe(src)
+    ctx.replies["id-b"] = GameFiles(GAME, tuple(f for f in files if f.path != "version.ini"))
+    missing = await download_fails(ctx, games, [b])
+    assert missing.code == "bad-metadata"
+    assert missing.message == f"the sources' file list of {GAME} has no version.ini"
+
+
+# -- a game root we cannot or must not write ---------------------------------------------------
+
+
+async def test_a_symlinked_game_root_is_refused(
+    ctx: FakeContext, tmp_path: Path, games: Path, src: Path
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    games.mkdir()
+    (games / GAME).symlink_to(tmp_path / "elsewhere")
+
+    err = await download_fails(ctx, games, [ctx.add("a", src)])
+
+    assert (err.code, err.message) == (
+        "bad-path",
+        f"{GAME} is a symlink; refusing to write through it",
+    )
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+async def test_a_games_dir_that_is_a_file_is_write_failed(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    games.write_text("not a folder")
+
+    err = await download_fails(ctx, games, [ctx.add("a", src)])
+
+    assert err.code == "write-failed"
+    assert err.message.startswith(f"cannot prepare {GAME}: ")
+    assert ctx.lane.requests == []
+
+
+# -- the figures of download-finished, and writes the disk takes in part ---------------------------
+
+
+def test_finished_figures_are_milliseconds_and_rates_to_three_decimals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("peer.transfer.disk.time.monotonic", lambda: 1000.0)
+    result = disk.figures(3_000_001, 1000.0 - 0.1234567, 5, {"a:4000": 3_000_001})
+    mib_per_s = 3_000_001 / disk.MIB / 0.1234567
+    assert result == {
+        "bytes": 3_000_001,
+        "duration_ms": 123.457,
+        "mib_per_s": round(mib_per_s, 3),
+        "mbit_per_s": round(mib_per_s * 8.388608, 3),
+        "chunks": 5,
+        "bytes_per_source": {"a:4000": 3_000_001},
+    }
+    assert (result["mib_per_s"], result["mbit_per_s"]) == (23.174, 194.4)
+
+
+def test_an_instant_transfer_reports_finite_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("peer.transfer.disk.time.monotonic", lambda: 50.0)
+    result = disk.figures(disk.MIB, 50.0, 1, {})
+    assert result["duration_ms"] == 0.001
+    assert result["mib_per_s"] == 1_000_000.0
+
+
+def test_a_partial_write_continues_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+
+    def three_at_a_time(fd: int, data: bytes, offset: int) -> int:
+        return real_pwrite(fd, bytes(data[:3]), offset)
+
+    monkeypatch.setattr(os, "pwrite", three_at_a_time)
+    path = tmp_path / "f"
+    path.write_bytes(b"." * 20)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        disk.write_all(fd, b"0123456789", 5)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"....." + b"0123456789" + b"....."
+
+
+def test_a_disk_that_accepts_nothing_is_an_io_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def nothing(fd: int, data: bytes, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) > 3:
+            raise AssertionError("write_all kept retrying a disk that takes nothing")
+        return 0
+
+    monkeypatch.setattr(os, "pwrite", nothing)
+    with pytest.raises(OSError) as caught:
+        disk.write_all(99, b"data", 0)
+    assert (caught.value.errno, caught.value.strerror) == (errno.EIO, "the disk accepted no bytes")
+    assert calls == [0]
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_a_failed_download_closes_every_file_it_opened(
+    ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+    calls: list[int] = []
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    before = open_fds()
+
+    err = await download_fails(ctx, games, [ctx.add("a", src), ctx.add("b", src)], depth=2)
+
+    assert err.code == "write-failed"
+    assert open_fds() <= before, "a file of the download was left open"
+
+
+def test_commit_syncs_every_file_then_publishes_the_sentinel(
+    tmp_path: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = DescriptorCache(CHUNK).describe(src)
+    root = tmp_path / "root"
+    disk.prepare_root(root, files)
+    (root / ".version.ini.tmp").write_text(VERSION + "\n")
+    synced: list[str] = []
+
+    def recording(path: Path) -> None:
+        synced.append(os.path.relpath(path, root))
+        if path != root:  # the folder is synced last, to make the rename itself durable
+            assert not (root / "version.ini").exists(), "a file synced after the commit point"
+
+    monkeypatch.setattr(disk, "fsync_path", recording)
+    disk.commit_root(root, files)
+
+    assert sorted(synced[:-2]) == sorted(f.path for f in files if f.path != "version.ini")
+    assert synced[-2:] == [".version.ini.tmp", "."]
+    assert (root / "version.ini").read_text() == VERSION + "\n"
+    assert not (root / ".version.ini.tmp").exists()
+
+
+def test_preparing_a_symlinked_root_is_refused_and_writes_nothing(
+    tmp_path: Path, src: Path
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / GAME).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(PeerError) as err:
+        disk.prepare_root(tmp_path / GAME, DescriptorCache(CHUNK).describe(src))
+    assert (err.value.code, err.value.message) == (
+        "bad-path",
+        f"{GAME} is a symlink; refusing to write through it",
+    )
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_preparing_a_root_makes_a_missing_games_dir(tmp_path: Path, src: Path) -> None:
+    files = DescriptorCache(CHUNK).describe(src)
+    root = tmp_path / "not" / "yet" / GAME
+    disk.prepare_root(root, files)
+    sizes = {f.path: disk.target_path(root, f.path).stat().st_size for f in files}
+    assert sizes == {f.path: f.size for f in files}
+
+
+def test_a_wanted_file_that_is_a_link_is_refused_not_written_through(
+    tmp_path: Path, src: Path
+) -> None:
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"precious")
+    root = tmp_path / GAME
+    root.mkdir()
+    (root / "data.bin").symlink_to(outside)
+    with pytest.raises(PeerError) as err:
+        disk.prepare_root(root, DescriptorCache(CHUNK).describe(src))
+    assert (err.value.code, err.value.message) == (
+        "bad-path",
+        "data.bin exists here and is not a regular file",
+    )
+    assert outside.read_bytes() == b"precious"
+
+
+def test_a_path_through_a_linked_folder_would_leave_the_root(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    root = tmp_path / GAME
+    root.mkdir()
+    (root / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(PeerError) as err:
+        disk.target_path(root, "sub/x.bin")
+    assert (err.value.code, err.value.message) == (
+        "bad-path",
+        "path 'sub/x.bin' would leave the game root",
+    )
+    assert disk.target_path(root, "version.ini") == root / ".version.ini.tmp"

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from peer.errors import PeerError
 from peer.protocol import (
     ChunkHeader,
     ChunkRequest,
+    EntryHeader,
     ErrorReply,
     StreamRequest,
     decode_lane_reply,
@@ -424,3 +426,235 @@ async def test_concurrent_uploads_share_the_bucket(monkeypatch: pytest.MonkeyPat
 
     assert waits == [pytest.approx(0.2), pytest.approx(0.6)]
     assert clock.now - 100.0 == pytest.approx((3 * 600 - 1000) / 1000)
+
+
+# -- what a failure says, and the server's own edges ---------------------------------------------
+
+
+async def test_a_cut_chunk_says_where_and_how_far_it_got(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    port = await fake_server(answering(encode(ChunkHeader(10)) + b"\n", b"01234"))
+
+    err = await refused(port, request(length=10))
+
+    assert err.message == f"data channel {HOST}:{port} closed at 5/10"
+
+
+async def test_no_header_says_which_channel_closed(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    port = await fake_server(answering(b""))
+
+    err = await refused(port, request())
+
+    assert err.message == f"data channel {HOST}:{port} closed before a header"
+
+
+async def test_a_wrong_length_header_says_what_was_offered(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    port = await fake_server(answering(encode(ChunkHeader(9)) + b"\n", b"x" * 9))
+
+    err = await refused(port, request(length=10))
+
+    assert err.message == "asked for 10 bytes, got ChunkHeader(length=9)"
+
+
+async def test_a_body_that_stalls_times_out_as_peer_unreachable(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    done = asyncio.Event()
+
+    async def stalling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(encode(ChunkHeader(10)) + b"\n" + b"0123")
+        await writer.drain()
+        await done.wait()
+        writer.close()
+
+    port = await fake_server(stalling)
+    try:
+        with pytest.raises(PeerError) as err:
+            async with asyncio.timeout(LIMIT):
+                async for _ in TcpLane(idle_timeout=0.05).fetch(HOST, port, request()):
+                    pass
+    finally:
+        done.set()
+    assert err.value.code == "peer-unreachable"
+
+
+async def entries_from(port: int) -> tuple[list[object], PeerError]:
+    got: list[object] = []
+    with pytest.raises(PeerError) as err:
+        async with asyncio.timeout(LIMIT):
+            stream = TcpLane(idle_timeout=LIMIT).entries(HOST, port, StreamRequest(TOKEN, GAME))
+            async for item in stream:
+                got.append(item)
+    return got, err.value
+
+
+async def test_a_stream_cut_inside_an_entry_says_how_far_it_got(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    frames = encode(EntryHeader("a", 3)) + b"\nabc" + encode(EntryHeader("b", 5)) + b"\n12"
+    port = await fake_server(answering(frames))
+
+    got, err = await entries_from(port)
+
+    assert got == [EntryHeader("a", 3), b"abc", EntryHeader("b", 5), b"12"]
+    assert (err.code, err.message) == (
+        "peer-unreachable",
+        f"data channel {HOST}:{port} closed at 2/5",
+    )
+
+
+async def test_a_stream_with_a_chunk_header_is_bad_message(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    port = await fake_server(answering(encode(ChunkHeader(3)) + b"\nabc"))
+
+    got, err = await entries_from(port)
+
+    assert got == []
+    assert (err.code, err.message) == (
+        "bad-message",
+        "expected an entry, got ChunkHeader(length=3)",
+    )
+
+
+async def test_a_gate_that_crashes_still_answers_and_is_logged(games: Path) -> None:
+    def crashing(request: ChunkRequest) -> tuple[Path, int, int]:
+        raise RuntimeError("the gate fell over")
+
+    server = await serve_lane(HOST, 0, crashing, crashing, RateLimiter(None))  # type: ignore[arg-type]
+    try:
+        with structlog.testing.capture_logs() as logs:
+            reply, rest = await exchange(server.port, raw())
+    finally:
+        await server.close()
+    assert decode_lane_reply(reply) == ErrorReply("internal", "RuntimeError")
+    assert rest == b""
+    assert server.handlers == set(), "a finished request is not kept"
+    assert [(e["event"], e["log_level"]) for e in logs] == [("lane request crashed", "error")]
+
+
+async def test_an_over_long_request_line_is_named_as_such(port: int) -> None:
+    reply, rest = await exchange(port, raw(token="x" * 5000))
+
+    assert decode_lane_reply(reply) == ErrorReply("bad-message", "request line too long")
+    assert rest == b""
+
+
+async def test_a_range_across_send_slices_ends_exactly_at_its_length(port: int) -> None:
+    length = lane_module.SEND_SLICE + 100
+    reply, rest = await exchange(port, raw(offset=5, length=length))
+
+    assert decode_lane_reply(reply) == ChunkHeader(length)
+    assert rest == DATA[5 : 5 + length]
+
+
+async def test_a_file_that_shrank_after_its_grant_ends_the_reply_short(tmp_path: Path) -> None:
+    path = tmp_path / "shrunk.bin"
+    path.write_bytes(b"0123456789")
+
+    def grant_more(request: ChunkRequest) -> tuple[Path, int, int]:
+        return path, 0, 100  # granted when the file was larger
+
+    server = await serve_lane(HOST, 0, grant_more, grant_more, RateLimiter(None))  # type: ignore[arg-type]
+    try:
+        reply, rest = await exchange(server.port, raw())
+    finally:
+        await server.close()
+    assert decode_lane_reply(reply) == ChunkHeader(100)
+    assert rest == b"0123456789"
+
+
+async def test_a_client_that_never_asks_is_dropped(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lane_module, "REQUEST_TIMEOUT", 0.05)
+    async with asyncio.timeout(LIMIT):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            assert await reader.read() == b"", "closed without a word"
+        finally:
+            writer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+async def test_the_lane_listens_on_its_port_and_gets_it_back_after_a_restart(
+    games: Path,
+) -> None:
+    """The server closes each connection first, leaving TIME_WAIT on its port: a restarted
+    peer must still be able to listen there at once."""
+
+    def authorize(request: ChunkRequest) -> tuple[Path, int, int]:
+        return authorize_chunk(games, {GAME: VERSION}, frozenset(), TOKEN, request)
+
+    wanted = free_port()
+    for _ in range(2):
+        server = await serve_lane(HOST, wanted, authorize, authorize, RateLimiter(None))  # type: ignore[arg-type]
+        try:
+            assert server.port == wanted
+            _reply, rest = await exchange(wanted, raw(length=10))  # read until the server closes
+            assert rest == DATA[:10]
+        finally:
+            await server.close()
+
+
+async def test_a_closed_lane_stops_listening_and_drops_its_connections(games: Path) -> None:
+    def authorize(request: ChunkRequest) -> tuple[Path, int, int]:
+        return authorize_chunk(games, {GAME: VERSION}, frozenset(), TOKEN, request)
+
+    server = await serve_lane(HOST, 0, authorize, authorize, RateLimiter(None))  # type: ignore[arg-type]
+    port = server.port
+    async with asyncio.timeout(LIMIT):
+        reader, writer = await asyncio.open_connection(HOST, port)  # never sends its request
+        await asyncio.sleep(0.01)
+        await server.close()
+        try:
+            assert await reader.read() == b""
+        finally:
+            writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection(HOST, port)
+
+
+async def test_closing_a_lane_that_never_started_is_harmless() -> None:
+    await lane_module.LaneServer().close()
+
+
+async def test_closing_the_lane_waits_for_its_streams_to_clean_up() -> None:
+    """A stream's provider is killed in its sender's cleanup: close() returns after that."""
+    started, cleaned = asyncio.Event(), asyncio.Event()
+
+    def open_stream(request: StreamRequest) -> Callable[[asyncio.StreamWriter], Awaitable[None]]:
+        async def send(writer: asyncio.StreamWriter) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.sleep(0.01)  # killing and reaping the provider takes a moment
+                cleaned.set()
+
+        return send
+
+    def no_chunks(request: ChunkRequest) -> tuple[Path, int, int]:
+        raise PeerError("not-servable", "no chunks in this test")
+
+    server = await serve_lane(HOST, 0, no_chunks, open_stream, RateLimiter(None))
+    async with asyncio.timeout(LIMIT):
+        _reader, writer = await asyncio.open_connection(HOST, server.port)
+        try:
+            writer.write(encode(StreamRequest(TOKEN, GAME)) + b"\n")
+            await started.wait()
+            await server.close()
+            assert cleaned.is_set(), "close() returned before the stream had cleaned up"
+        finally:
+            writer.close()

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import structlog
 
 from peer.errors import PeerError
 from peer.events import EVENTS
@@ -92,12 +93,16 @@ def test_only_a_running_transfer_can_be_cancelled() -> None:
         with pytest.raises(PeerError) as err:
             check_cancel(table, "bfbc2")
         assert err.value.code == "not-downloading"
+        assert err.value.message == "no download of bfbc2 to cancel"
 
 
 def test_terminal_fields_tell_the_outcomes_apart() -> None:
     assert terminal_fields(SUCCEEDED, None) == {}
     assert terminal_fields(CANCELLED, None) == {}
-    assert terminal_fields(SHUTDOWN, None)["code"] == "shutdown"
+    assert terminal_fields(SHUTDOWN, None) == {
+        "code": "shutdown",
+        "reason": "the peer is shutting down",
+    }
     assert terminal_fields(FAILED, PeerError("no-peers", "gone")) == {
         "code": "no-peers",
         "reason": "gone",
@@ -287,3 +292,64 @@ async def test_shutdown_interrupts_downloads_without_their_cleanup_and_lets_inst
 
 def test_outcomes_are_four() -> None:
     assert {o.value for o in Outcome} == {"succeeded", "failed", "cancelled", "shutdown"}
+
+
+async def test_the_table_is_reported_game_by_game() -> None:
+    rec = Recorder()
+    gate = asyncio.Event()
+    rec.ops.start("cnc4", INSTALLING, job_waiting(gate))
+    rec.ops.start("bfbc2", DOWNLOADING, job_waiting(gate))
+    changes = [f["operations"] for e, f in rec.log if e == "active-operations-changed"]
+    assert changes[-1] == [
+        {"game_id": "bfbc2", "kind": "Downloading"},
+        {"game_id": "cnc4", "kind": "Installing"},
+    ]
+    gate.set()
+    await finish(rec)
+
+
+async def test_a_crash_is_logged_with_its_game_and_kind() -> None:
+    rec = Recorder()
+    with structlog.testing.capture_logs() as logs:
+        rec.ops.start("bfbc2", INSTALLING, job_raising(KeyError("x")))
+        await finish(rec)
+    crashed = [e for e in logs if e["event"] == "operation crashed"]
+    assert [(e["game_id"], e["kind"], e["log_level"]) for e in crashed] == [
+        ("bfbc2", "Installing", "error")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "event"), [(DOWNLOADING, "download-failed"), (INSTALLING, "install-failed")]
+)
+async def test_a_task_cancelled_from_outside_ends_as_a_shutdown(kind: Kind, event: str) -> None:
+    """Cancelled by its owner (the node's tasks torn down), not by cancel or shutdown."""
+    rec = Recorder()
+    tasks: list[asyncio.Task[Any]] = []
+
+    def spawn(coro: Any, name: str) -> asyncio.Task[Any]:
+        tasks.append(asyncio.ensure_future(coro))
+        return tasks[-1]
+
+    rec.ops = Operations(rec.emit, rec.changed, spawn)
+    rec.ops.start("bfbc2", kind, job_waiting(asyncio.Event()))
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert rec.events() == [event]
+    assert rec.last() == {
+        "game_id": "bfbc2",
+        "code": "shutdown",
+        "reason": "the peer is shutting down",
+    }
+
+
+async def test_a_cancelled_game_can_be_downloaded_and_cancelled_again() -> None:
+    rec = Recorder()
+    for _ in range(2):
+        rec.ops.start("bfbc2", DOWNLOADING, job_waiting(asyncio.Event()))
+        await asyncio.sleep(0)
+        async with asyncio.timeout(2):
+            await rec.ops.cancel("bfbc2")
+    assert rec.events() == ["download-cancelled", "download-cancelled"]
+    assert not rec.ops.table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 
 from peer.errors import PeerError
@@ -138,3 +140,68 @@ def test_all_sources_dead_is_stranded() -> None:
     assert c is not None
     s.failed(c, "A")
     assert s.stranded and not s.finished
+
+
+def test_refusals_name_the_game_and_the_vote() -> None:
+    with pytest.raises(PeerError) as none:
+        validate_descriptors("g", {})
+    assert none.value.message == "no peers have game g"
+    with pytest.raises(PeerError) as tie:
+        validate_descriptors("g", {"p1": GOOD, "p2": BAD})
+    assert tie.value.message == (
+        "sources disagree on the files of g and no version has a majority "
+        "(2 variants, 1 vote(s) each at the top)"
+    )
+
+
+def test_an_agreed_empty_offer_is_bad_metadata() -> None:
+    with pytest.raises(PeerError) as err:
+        validate_descriptors("g", {"p1": (), "p2": ()})
+    assert (err.value.code, err.value.message) == ("bad-metadata", "sources offer no files for g")
+
+
+def test_the_largest_chunks_are_placed_first() -> None:
+    """A short chunk listed first must not push a full one onto the busier source."""
+    tail, big1, big2 = Chunk("a", 0, 1, H), Chunk("b", 0, 10, H), Chunk("c", 0, 10, H)
+    plan = assign_least_loaded([tail, big1, big2], ("A", "B"))
+    assert plan == {"A": [tail, big1], "B": [big2]}
+
+
+def test_a_source_with_free_lanes_keeps_its_queue_at_depth_two() -> None:
+    chunks = chunks_of((desc("big", 40),))
+    s = Scheduler.plan(chunks, ("A", "B"), depth=2)
+    s.queues["B"].extend(s.queues["A"])
+    s.queues["A"].clear()
+    assert s.next_for("B") is not None, "B: one chunk in flight, a lane still free"
+    assert s.next_for("A") is None, "so A must not take B's queued chunks"
+    assert s.next_for("B") is not None
+    assert s.next_for("A") is not None, "now B is busy on both lanes: A may take one"
+
+
+def test_a_source_that_finished_its_chunk_is_no_longer_busy() -> None:
+    chunks = chunks_of((desc("big", 30),))
+    s = Scheduler.plan(chunks, ("A", "B"))
+    s.queues["A"].extend(s.queues["B"])
+    s.queues["B"].clear()
+    first = s.next_for("A")
+    assert first is not None
+    s.succeeded(first)
+    assert s.next_for("B") is None, "A is idle between chunks, not busy: its queue stays"
+
+
+def test_an_idle_source_steals_from_the_longest_waiting_queue() -> None:
+    def one(path: str, length: int) -> Chunk:
+        return Chunk(path, 0, length, H)
+
+    s = Scheduler(
+        queues={
+            "a": deque([one("a1", 10), one("a2", 10)]),
+            "b": deque([one("b1", 10), one("b2", 10), one("b3", 10), one("b4", 10)]),
+            "c": deque([one("c1", 10), one("c2", 10)]),
+            "d": deque(),
+        },
+        total=8,
+    )
+    for busy in "abc":
+        assert s.next_for(busy) is not None
+    assert s.next_for("d") == one("b4", 10)

@@ -19,6 +19,7 @@ from peer.advert import library_delta
 from peer.errors import PeerError
 from peer.mesh import apply_delta
 from peer.protocol import (
+    MAX_LANE_LINE,
     PROTOCOL_VERSION,
     ChunkHeader,
     ChunkRequest,
@@ -34,6 +35,7 @@ from peer.protocol import (
     Ok,
     Ping,
     Pong,
+    StreamManifest,
     decode_lane_reply,
     decode_lane_request,
     decode_reply,
@@ -296,3 +298,87 @@ def test_a_chunk_request_needs_its_type() -> None:
     assert refusal(decode_lane_request, raw({"type": "chunk", "length": 1})) == "bad-message"
     decoded = decode_lane_request(raw({"type": "get-chunk", **request}))
     assert isinstance(decoded, ChunkRequest) and decoded.length == 1
+
+
+# -- what a refusal tells the peer that sent the message ----------------------------------------
+
+
+def manifest(*entries: tuple[str, bool], archives: int = 1) -> dict[str, Any]:
+    listed = [{"path": p, "size": 0, "crc32": 0, "is_dir": d} for p, d in entries]
+    one = {"name": "a.eti", "solid": True, "entries": listed}
+    return {"type": "stream-manifest", "game_id": "a", "archives": [one] * archives}
+
+
+def refusal_message(decode: Any, data: bytes) -> str:
+    with pytest.raises(PeerError) as err:
+        decode(data)
+    assert err.value.code == "bad-message"
+    return err.value.message
+
+
+DELTA = {"type": "library-delta", "peer_id": PID}
+BAD_CHUNK_COUNT = files("a")
+BAD_CHUNK_COUNT["files"][0].update(size=17, chunks=[H])
+
+
+@pytest.mark.parametrize(
+    ("decode", "message", "reason"),
+    [
+        (decode_reply, files("a", "a"), "duplicate path in file list"),
+        (decode_reply, files("x/a", "x/a/b"), "path 'x/a' is both a file and a directory"),
+        (
+            decode_reply,
+            BAD_CHUNK_COUNT,
+            "chunk hash count does not match the file size - at `$.files[0]`",
+        ),
+        (decode_request, {**DELTA, "from_rev": 1, "to_rev": 1}, "to_rev must follow from_rev"),
+        (
+            decode_request,
+            {**hello_fields(), "games": [summary("a").to_json()] * 2},
+            "a game is listed twice",
+        ),
+        (
+            decode_reply,
+            manifest(("x", False), ("x", True)),
+            "an entry is both a file and a directory",
+        ),
+        (decode_reply, manifest(("x", False), archives=2), "duplicate path in file list"),
+    ],
+    ids=["dup-file", "file-and-dir", "chunk-count", "same-rev", "dup-game", "dup-entry", "dup-arc"],
+)
+def test_refusals_say_what_is_wrong(decode: Any, message: dict[str, Any], reason: str) -> None:
+    assert refusal_message(decode, raw(message)) == f"invalid message: {reason}"
+
+
+def test_an_incompatible_peer_is_told_both_versions() -> None:
+    with pytest.raises(PeerError) as err:
+        decode_request(raw({**hello_fields(), "proto": 1}))
+    assert err.value.message == f"peer speaks protocol 1, we speak {PROTOCOL_VERSION}"
+
+
+def test_a_lane_line_of_exactly_the_limit_is_decoded() -> None:
+    line = encode(ChunkHeader(16))
+    padded = line + b" " * (MAX_LANE_LINE - len(line))
+    assert decode_lane_reply(padded) == ChunkHeader(16)
+    assert refusal_message(decode_lane_reply, padded + b" ") == (
+        f"message of {MAX_LANE_LINE + 1} bytes exceeds {MAX_LANE_LINE}"
+    )
+
+
+def test_expect_names_what_it_wanted_and_what_came() -> None:
+    with pytest.raises(PeerError) as err:
+        expect(Pong(), Ok)
+    assert err.value.message == "expected Ok, got Pong"
+
+
+def test_archives_may_hold_reserved_names_and_folders() -> None:
+    """Archive members land under local/, so a member called local/... is just a folder."""
+    reply = decode_reply(raw(manifest(("local", True), ("local/x.txt", False), ("empty", True))))
+    assert isinstance(reply, StreamManifest)
+    assert [e.path for e in reply.archives[0].entries] == ["local", "local/x.txt", "empty"]
+
+
+def test_a_long_refusal_is_cut_to_what_a_peer_accepts() -> None:
+    reply = ErrorReply.of(PeerError("not-servable", "x" * 5000))
+    decoded = decode_reply(encode(reply))
+    assert isinstance(decoded, ErrorReply) and decoded.message == "x" * 4096

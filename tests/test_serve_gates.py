@@ -184,3 +184,46 @@ def test_authorize_checks_the_token_before_the_gates(games: Path) -> None:
 
 def test_authorize_refuses_a_game_with_an_operation(games: Path) -> None:
     assert authorize(games, chunk(), active=frozenset({"bfbc2"})) == "not-servable"
+
+
+def test_authorize_never_reads_through_a_symlink_out_of_the_root(games: Path) -> None:
+    (games / "bfbc2" / "leak.eti").symlink_to(games.parent / "outside.txt")
+    assert authorize(games, chunk(path="leak.eti", length=9)) == "bad-path"
+
+
+def test_descriptors_leave_out_symlinked_files_and_folders(games: Path) -> None:
+    root = games / "bfbc2"
+    elsewhere = games.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "inner.bin").write_bytes(b"inner")
+    (root / "data").mkdir()
+    (root / "data" / "real.bin").write_bytes(b"real")
+    (root / "data" / "linked-folder").symlink_to(elsewhere)
+    (root / "linked-file.bin").symlink_to(games.parent / "outside.txt")
+    paths = [f.path for f in DescriptorCache(64).describe(root)]
+    assert paths == ["bfbc2.eti", "data/real.bin", "version.ini"]
+
+
+def refusal_message(games: Path, *args: object, **kw: object) -> str:
+    with pytest.raises(PeerError) as err:
+        gate(games, *args, **kw)  # type: ignore[arg-type]
+    return err.value.message
+
+
+def test_refusals_tell_the_asking_peer_why(games: Path) -> None:
+    assert refusal_message(games, "bfbc2", active=frozenset({"bfbc2"})) == (
+        "game bfbc2 has an operation in progress"
+    )
+    os.symlink(games / "bfbc2", games / "cnc4")
+    assert refusal_message(games, "cnc4") == "game root cnc4 is a symlink and never served"
+    os.symlink(games.parent / "outside.txt", games / "bfbc2" / "link.txt")
+    assert refusal_message(games, "bfbc2", "link.txt") == "path 'link.txt' leaves the game root"
+    (games / "bfbc2" / "version.ini").write_text("20240101\n")
+    assert refusal_message(games, "bfbc2") == (
+        "game bfbc2 is version 20240101, catalog wants 20250201"
+    )
+    (games / "bfbc2" / "version.ini").unlink()
+    assert refusal_message(games, "bfbc2") == "game bfbc2 is not downloaded here"
+    with pytest.raises(PeerError) as err:
+        authorize_chunk(games, CATALOG, frozenset(), "secret", chunk(token="forged"))
+    assert err.value.message == "bad data token"

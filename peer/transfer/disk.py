@@ -1,4 +1,5 @@
-"""Received bytes on our own disk, and the figures a finished transfer reports."""
+"""A download on our own disk: the root prepared, bytes written whole, the sentinel committed
+last; and the figures a finished transfer reports."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+from peer.errors import PeerError
+from peer.install import KEPT_ON_CANCEL, remove_tree
+from peer.paths import RESERVED_ROOT_NAMES, SENTINEL, SENTINEL_TMP
+from peer.protocol import FileDescriptor
 
 MIB = 1024 * 1024
 
@@ -50,3 +56,68 @@ def figures(
         "chunks": chunks,
         "bytes_per_source": bytes_per_source,
     }
+
+
+KEPT_NAMES = KEPT_ON_CANCEL | RESERVED_ROOT_NAMES  # top-level names a download never touches
+
+
+def target_path(root: Path, rel: str) -> Path:
+    """Where a descriptor path is written; the sentinel is staged under a temporary name."""
+    target = root / (SENTINEL_TMP if rel == SENTINEL else rel)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([os.path.realpath(target.parent), real_root]) != real_root:
+        raise PeerError("bad-path", f"path {rel!r} would leave the game root")
+    return target
+
+
+def prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
+    """Un-commit any old sentinel, clear what the new file set lacks, then create every file
+    at its final size, so the committed root holds exactly the validated files."""
+    if root.is_symlink():
+        raise PeerError("bad-path", f"{root.name} is a symlink; refusing to write through it")
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in (root / SENTINEL, root / SENTINEL_TMP):
+        if stale.exists() or stale.is_symlink():
+            stale.unlink()
+    _prune(root, {SENTINEL_TMP if f.path == SENTINEL else f.path for f in files})
+    for f in files:
+        target = target_path(root, f.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.is_dir():
+            raise PeerError("bad-path", f"{f.path} exists here and is not a regular file")
+        with open(target, "ab") as handle:
+            handle.truncate(f.size)
+
+
+KEPT_NAMES = KEPT_ON_CANCEL | RESERVED_ROOT_NAMES  # top-level names a download never touches
+
+
+def _prune(root: Path, wanted: set[str]) -> None:
+    """Remove every file, link and folder the new version does not have (an update must not
+    keep serving the old version's files), keeping `local/` and the names of external tools."""
+    parents = {"/".join(p.split("/")[:i]) for p in wanted for i in range(1, p.count("/") + 1)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        if not prefix:
+            dirnames[:] = [d for d in dirnames if d not in KEPT_NAMES]
+            filenames = [f for f in filenames if f not in KEPT_NAMES]
+        for name in list(dirnames):
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) or prefix + name not in parents:
+                remove_tree(Path(full))
+                dirnames.remove(name)
+        for name in filenames:
+            if prefix + name not in wanted:
+                os.unlink(os.path.join(dirpath, name))
+
+
+def commit_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
+    """Make the data durable, then publish the sentinel: the download's commit point."""
+    for f in files:
+        if f.path != SENTINEL:
+            fsync_path(target_path(root, f.path))
+    tmp = root / SENTINEL_TMP
+    fsync_path(tmp)
+    os.replace(tmp, root / SENTINEL)
+    fsync_path(root)

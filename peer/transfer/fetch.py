@@ -22,7 +22,7 @@ from peer.blocking import in_thread
 from peer.errors import PeerError
 from peer.events import Event
 from peer.output import Emit
-from peer.paths import SENTINEL, SENTINEL_TMP
+from peer.paths import SENTINEL
 from peer.protocol import (
     ChunkRequest,
     FileDescriptor,
@@ -32,7 +32,14 @@ from peer.protocol import (
     Reply,
     expect,
 )
-from peer.transfer.disk import LocalWriteError, figures, fsync_path, write_all
+from peer.transfer.disk import (
+    LocalWriteError,
+    commit_root,
+    figures,
+    prepare_root,
+    target_path,
+    write_all,
+)
 from peer.transfer.lane import Lane
 from peer.transfer.plan import Chunk, Scheduler, chunks_of, validate_descriptors
 
@@ -64,15 +71,6 @@ class FetchContext(Protocol):
     def lane(self) -> Lane: ...
 
     async def request_peer(self, peer_id: str, message: GetGame | GetStream) -> Reply: ...
-
-
-def _target(root: Path, rel: str) -> Path:
-    """Where a descriptor path is written; the sentinel is staged under a temporary name."""
-    target = root / (SENTINEL_TMP if rel == SENTINEL else rel)
-    real_root = os.path.realpath(root)
-    if os.path.commonpath([os.path.realpath(target.parent), real_root]) != real_root:
-        raise PeerError("bad-path", f"path {rel!r} would leave the game root")
-    return target
 
 
 async def collect_offers(
@@ -121,23 +119,6 @@ def _files_of(game_id: str) -> Callable[[Reply], tuple[FileDescriptor, ...]]:
     return read
 
 
-def _prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
-    """Un-commit any old sentinel, then create every file at its final size."""
-    if root.is_symlink():
-        raise PeerError("bad-path", f"{root.name} is a symlink; refusing to write through it")
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in (root / SENTINEL, root / SENTINEL_TMP):
-        if stale.exists() or stale.is_symlink():
-            stale.unlink()
-    for f in files:
-        target = _target(root, f.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.is_dir():
-            raise PeerError("bad-path", f"{f.path} exists here and is not a regular file")
-        with open(target, "ab") as handle:
-            handle.truncate(f.size)
-
-
 class _Download:
     def __init__(
         self,
@@ -160,7 +141,7 @@ class _Download:
 
     def fd(self, rel: str) -> int:
         if rel not in self.fds:
-            self.fds[rel] = os.open(_target(self.root, rel), os.O_WRONLY)
+            self.fds[rel] = os.open(target_path(self.root, rel), os.O_WRONLY)
         return self.fds[rel]
 
     async def fetch_one(self, chunk: Chunk, source: Source) -> None:
@@ -293,7 +274,7 @@ async def download_game(
     )
     root = games_dir / game_id
     try:
-        await in_thread(_prepare_root, root, validated.files)
+        await in_thread(prepare_root, root, validated.files)
     except OSError as exc:
         raise PeerError("write-failed", f"cannot prepare {game_id}: {exc}") from exc
     download = _Download(ctx, settings, root, game_id, validated.files, by_id)
@@ -310,21 +291,10 @@ async def download_game(
     progress = asyncio.create_task(download.progress(started))
     try:
         await download.run(chunks)
-        await in_thread(_commit, root, validated.files)
+        await in_thread(commit_root, root, validated.files)
     except (OSError, LocalWriteError) as exc:
         raise PeerError("write-failed", f"cannot write {game_id}: {exc}") from exc
     finally:
         progress.cancel()
     per_source = {by_id[p].addr: n for p, n in download.per_source.items()}
     return figures(download.total_bytes, started, len(chunks), per_source)
-
-
-def _commit(root: Path, files: tuple[FileDescriptor, ...]) -> None:
-    """Make the data durable, then publish the sentinel: the download's commit point."""
-    for f in files:
-        if f.path != SENTINEL:
-            fsync_path(_target(root, f.path))
-    tmp = root / SENTINEL_TMP
-    fsync_path(tmp)
-    os.replace(tmp, root / SENTINEL)
-    fsync_path(root)

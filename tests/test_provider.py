@@ -1,0 +1,298 @@
+"""The source side of a streamed install on its own: `list_archives` over real RAR archives, and
+`send_entries` writing its frames into one end of a socket pair, with real or fake `unrar`s.
+
+The node-level tests (test_stream.py) prove a stream end to end; these pin what a receiving peer
+sees on the wire when the provider fails, and what the source's operator sees in its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import structlog
+
+from peer.errors import PeerError
+from peer.protocol import (
+    ArchiveEntry,
+    ArchiveListing,
+    EntryHeader,
+    ErrorReply,
+    StreamEnd,
+    decode_lane_reply,
+)
+from peer.transfer.lane import RateLimiter
+from peer.transfer.provider import list_archives, send_entries
+
+UNRAR = shutil.which("unrar") or "unrar"
+LIMIT = 10.0  # seconds; a provider that hangs fails here
+
+Frame = tuple[object, ...]
+
+
+def make_archive(
+    root: Path,
+    name: str,
+    files: Mapping[str, bytes],
+    solid: bool = False,
+    dirs: tuple[str, ...] = (),
+) -> Path:
+    """A RAR archive of `files` (and the empty folders `dirs`, added as directory entries)."""
+    stage = root.parent / f".stage-{name}"
+    for rel, data in files.items():
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / rel).write_bytes(data)
+    for rel in dirs:
+        (stage / rel).mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    switches = ["-m3", "-s"] if solid else ["-m0"]
+    subprocess.run(
+        ["rar", "a", "-idq", "-cfg-", "-ma5", *switches, str(root / name), *files, *dirs],
+        cwd=stage,
+        check=True,
+    )
+    shutil.rmtree(stage)
+    return root / name
+
+
+def fake_unrar(tmp_path: Path, name: str, body: str) -> str:
+    """A shell script standing in for `--unrar`; `$UNRAR` in `body` is the real one."""
+    script = tmp_path / name
+    script.write_text(f"#!/bin/sh\nUNRAR='{UNRAR}'\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+async def stream(root: Path, listings: tuple[ArchiveListing, ...], unrar: str) -> list[Frame]:
+    """Run `send_entries` into a socket pair and decode what a receiver gets: ("entry", path,
+    bytes), ("short", path, bytes) for a cut entry, ("end",) and ("error", code, message)."""
+    ours, theirs = socket.socketpair()
+    reader, their_writer = await asyncio.open_connection(sock=theirs)
+    _, writer = await asyncio.open_connection(sock=ours)
+
+    async def provide() -> None:
+        try:
+            await send_entries(writer, root, listings, unrar, RateLimiter(None))
+        finally:
+            writer.close()
+
+    async def receive() -> list[Frame]:
+        frames: list[Frame] = []
+        while line := await reader.readline():
+            message = decode_lane_reply(line)
+            if isinstance(message, EntryHeader):
+                try:
+                    data = await reader.readexactly(message.size)
+                except asyncio.IncompleteReadError as exc:
+                    frames.append(("short", message.path, exc.partial))
+                    break
+                frames.append(("entry", message.path, data))
+            elif isinstance(message, StreamEnd):
+                frames.append(("end",))
+            elif isinstance(message, ErrorReply):
+                frames.append(("error", message.code, message.message))
+        return frames
+
+    try:
+        async with asyncio.timeout(LIMIT):
+            _, frames = await asyncio.gather(provide(), receive())
+    finally:
+        their_writer.close()
+    return frames
+
+
+FILES = {"data/a.bin": os.urandom(3000), "data/b.txt": b"bee\n", "c.txt": b"sea"}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "games" / "cnctw"
+    make_archive(root, "cnctw.eti", FILES)
+    return root
+
+
+# -- list_archives --------------------------------------------------------------------------------
+
+
+def test_listing_reports_solidity_and_folder_entries(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    make_archive(root, "a.eti", {"x/f.txt": b"12345", "x/BOX": b"b"}, solid=True, dirs=("x/empty",))
+    make_archive(root, "b.eti", {"g.txt": b"g"}, solid=False)
+    first, second = list_archives(root)
+    assert (first.name, first.solid, second.name, second.solid) == ("a.eti", True, "b.eti", False)
+    by_path = {e.path: e for e in first.entries}
+    assert by_path["x/empty"] == ArchiveEntry(path="x/empty", size=0, crc32=0, is_dir=True)
+    assert by_path["x/f.txt"].size == 5 and not by_path["x/f.txt"].is_dir
+    assert by_path["x/BOX"].size == 1, "only a trailing / is cut from a name"
+    assert not any(e.path.endswith("/") for e in first.entries), "folders carry no trailing /"
+
+
+def test_a_root_without_archives_is_not_servable(tmp_path: Path) -> None:
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "readme.txt").write_text("no archive here")
+    with pytest.raises(PeerError) as caught:
+        list_archives(tmp_path / "g")
+    assert caught.value.code == "not-servable"
+    assert caught.value.message == "g has no archive to stream"
+
+
+# -- send_entries ---------------------------------------------------------------------------------
+
+
+async def test_entries_follow_the_listing_and_end_the_stream(root: Path) -> None:
+    frames = await stream(root, list_archives(root), UNRAR)
+    assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
+
+
+async def test_folder_entries_are_skipped_not_the_end(root: Path) -> None:
+    (listing,) = list_archives(root)
+    folder = ArchiveEntry(path="data", size=0, crc32=0, is_dir=True)
+    with_folder = ArchiveListing(listing.name, listing.solid, (folder, *listing.entries))
+    frames = await stream(root, (with_folder,), UNRAR)
+    assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
+
+
+async def test_a_relative_games_dir_that_looks_like_a_switch_still_streams(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(root.parent.parent)
+    os.rename("games", "-games")
+    relative = Path("-games") / root.name
+    frames = await stream(relative, list_archives(relative), UNRAR)
+    assert frames[-1] == ("end",) and len(frames) == len(FILES) + 1
+
+
+async def test_an_unrar_that_cannot_run_is_refused_with_its_reason(root: Path) -> None:
+    frames = await stream(root, list_archives(root), "/missing-unrar")
+    assert len(frames) == 1
+    kind, code, message = frames[0]
+    assert (kind, code) == ("error", "not-servable")
+    assert isinstance(message, str) and message.startswith("cannot run /missing-unrar: ")
+
+
+async def test_a_failing_unrar_is_refused_after_its_entries(root: Path, tmp_path: Path) -> None:
+    unrar = fake_unrar(tmp_path, "exit-3", '"$UNRAR" "$@"\nexit 3')
+    frames = await stream(root, list_archives(root), unrar)
+    assert frames == [
+        *(("entry", p, d) for p, d in FILES.items()),
+        ("error", "not-servable", f"{unrar} failed on cnctw.eti (exit 3)"),
+    ]
+
+
+async def test_bytes_beyond_the_listing_are_refused(root: Path, tmp_path: Path) -> None:
+    unrar = fake_unrar(tmp_path, "one-more", '"$UNRAR" "$@"\nprintf x')
+    frames = await stream(root, list_archives(root), unrar)
+    assert frames[-1] == ("error", "not-servable", f"{unrar} failed on cnctw.eti (exit 0)")
+    assert len(frames) == len(FILES) + 1
+
+
+async def test_an_unrar_that_ends_early_cuts_the_entry_and_logs_why(
+    root: Path, tmp_path: Path
+) -> None:
+    unrar = fake_unrar(tmp_path, "short", "printf abc")
+    with structlog.testing.capture_logs() as logs:
+        frames = await stream(root, list_archives(root), unrar)
+    assert frames == [("short", "data/a.bin", b"abc")], "no reply can follow a cut entry"
+    failed = [e for e in logs if e["event"] == "stream failed"]
+    assert failed == [
+        {
+            "event": "stream failed",
+            "log_level": "warning",
+            "game_id": "cnctw",
+            "code": "not-servable",
+            "error": f"{unrar} ended early in data/a.bin",
+        }
+    ]
+
+
+async def test_unrar_messages_stay_out_of_the_peer_log(
+    root: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The peer's stderr is its structlog JSON log: unrar's own chatter must not land there."""
+    unrar = fake_unrar(tmp_path, "chatty", 'echo "UNRAR chatter" >&2\nexec "$UNRAR" "$@"')
+    frames = await stream(root, list_archives(root), unrar)
+    assert frames[-1] == ("end",)
+    assert "UNRAR chatter" not in capfd.readouterr().err
+
+
+async def test_a_cancelled_stream_kills_the_whole_provider_group(
+    root: Path, tmp_path: Path
+) -> None:
+    """A wrapper's children share its pipe: the cancel must kill them too, not wait them out."""
+    pidfile = tmp_path / "child.pid"
+    unrar = fake_unrar(tmp_path, "stuck", f"printf ab\nsleep 60 &\necho $! > '{pidfile}'\nwait")
+    ours, theirs = socket.socketpair()
+    reader, their_writer = await asyncio.open_connection(sock=theirs)
+    _, writer = await asyncio.open_connection(sock=ours)
+    task = asyncio.create_task(
+        send_entries(writer, root, list_archives(root), unrar, RateLimiter(None))
+    )
+    async with asyncio.timeout(LIMIT):
+        assert isinstance(decode_lane_reply(await reader.readline()), EntryHeader)
+        assert await reader.readexactly(2) == b"ab"
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            await asyncio.sleep(0.01)
+    child = int(pidfile.read_text())
+    task.cancel()
+    try:
+        async with asyncio.timeout(3):
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        writer.close()
+        their_writer.close()
+        alive = _alive(child)
+        if alive:
+            os.kill(child, signal.SIGKILL)
+    assert not alive, "the wrapper's child outlived the stream"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_unrar_never_reads_the_peers_stdin(root: Path, tmp_path: Path) -> None:
+    """A peer is driven by JSON lines on its stdin: unrar (a password prompt, say) must not
+    swallow a pending command."""
+    seen = tmp_path / "seen"
+    unrar = fake_unrar(tmp_path, "reader", f'head -c 8 > \'{seen}\'\nexec "$UNRAR" "$@"')
+    commands, feeder = os.pipe()
+    os.write(feeder, b'{"cmd"}\n')
+    saved = os.dup(0)
+    os.dup2(commands, 0)
+    try:
+        frames = await stream(root, list_archives(root), unrar)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(feeder)
+    try:
+        os.set_blocking(commands, False)
+        assert os.read(commands, 100) == b'{"cmd"}\n', "the pending command is still there"
+    finally:
+        os.close(commands)
+    assert seen.read_bytes() == b""
+    assert frames[-1] == ("end",)
+
+
+async def test_unrar_is_asked_for_the_file_data_alone(root: Path, tmp_path: Path) -> None:
+    """`unrar p` without `-inul` may print its banner and messages among the data (older
+    releases do, on stdout): the provider asks for silence, or the entries would be corrupt."""
+    unrar = fake_unrar(
+        tmp_path,
+        "old-unrar",
+        'case " $* " in *" -inul "*|*" -INUL "*) ;; *) printf "UNRAR 3.93 freeware\\n" ;; esac\n'
+        'exec "$UNRAR" "$@"',
+    )
+    frames = await stream(root, list_archives(root), unrar)
+    assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
