@@ -113,6 +113,25 @@ class PeerHandle:
             parts += ["--- non-JSON stdout:", *garbage]
         return "\n".join(parts)
 
+    def expect_log(self, event: str, timeout: float = DEFAULT_TIMEOUT, **where: Any) -> Record:
+        """Wait for a structlog line on the peer's stderr (its `event` and fields `where`)."""
+
+        def find() -> Record | None:
+            for line in self.stderr:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if (
+                    isinstance(record, dict)
+                    and record.get("event") == event
+                    and all(record.get(k) == v for k, v in where.items())
+                ):
+                    return record
+            return None
+
+        return self._wait_for(find, f"log line {event!r} {where}", timeout)
+
     def mark(self) -> int:
         """A cursor: the number of records seen so far."""
         with self._cond:

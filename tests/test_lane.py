@@ -616,7 +616,8 @@ async def test_a_closed_lane_stops_listening_and_drops_its_connections(games: Pa
     port = server.port
     async with asyncio.timeout(LIMIT):
         reader, writer = await asyncio.open_connection(HOST, port)  # never sends its request
-        await asyncio.sleep(0.01)
+        while not server.handlers:  # until the server has taken the connection
+            await asyncio.sleep(0)
         await server.close()
         try:
             assert await reader.read() == b""

@@ -227,7 +227,8 @@ async def test_a_cancelled_stream_kills_the_whole_provider_group(
 ) -> None:
     """A wrapper's children share its pipe: the cancel must kill them too, not wait them out."""
     pidfile = tmp_path / "child.pid"
-    unrar = fake_unrar(tmp_path, "stuck", f"printf ab\nsleep 60 &\necho $! > '{pidfile}'\nwait")
+    # The child's pid is on disk before the first byte, so reading "ab" means it is there.
+    unrar = fake_unrar(tmp_path, "stuck", f"sleep 60 &\necho $! > '{pidfile}'\nprintf ab\nwait")
     ours, theirs = socket.socketpair()
     reader, their_writer = await asyncio.open_connection(sock=theirs)
     _, writer = await asyncio.open_connection(sock=ours)
@@ -237,8 +238,6 @@ async def test_a_cancelled_stream_kills_the_whole_provider_group(
     async with asyncio.timeout(LIMIT):
         assert isinstance(decode_lane_reply(await reader.readline()), EntryHeader)
         assert await reader.readexactly(2) == b"ab"
-        while not pidfile.exists() or not pidfile.read_text().strip():
-            await asyncio.sleep(0.01)
     child = int(pidfile.read_text())
     task.cancel()
     try:

@@ -193,9 +193,12 @@ async def test_cancel_stops_the_stream_on_both_sides(start: Start) -> None:
     names = client.names()
     assert "download-cancelled" in names
     assert not {"download-failed", "download-finished", "install-finished"} & set(names)
+    # The source's lane handler ends only after its provider was killed and reaped.
+    lane = source.node._lane_server
+    assert lane is not None
     async with asyncio.timeout(10):
-        while unrar_processes(archive):
-            await asyncio.sleep(0.05)  # the source notices the closed connection
+        await asyncio.gather(*lane.handlers)
+    assert not unrar_processes(archive), "the cancel left the source's unrar running"
 
 
 async def test_one_payload_pass_per_archive_in_sorted_order(start: Start, tmp_path: Path) -> None:

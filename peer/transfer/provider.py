@@ -125,4 +125,5 @@ async def _send_archive(
         # With every writer dead the pipe ends at once; reading it to its end closes it.
         while await proc.stdout.read(SEND_SLICE):
             pass
-        await proc.wait()
+        code = await proc.wait()
+        log.info("provider stopped", archive=archive.name, exit_code=code)
