@@ -73,6 +73,18 @@ class FetchContext(Protocol):
     async def request_peer(self, peer_id: str, message: GetGame | GetStream) -> Reply: ...
 
 
+def source_event(
+    ctx: FetchContext, event: Event, game_id: str, source: Source, **fields: Any
+) -> None:
+    """An event about one source of a transfer: each names the game and the source alike."""
+    ctx.emit(event, game_id=game_id, peer_id=source.peer_id, peer_addr=source.addr, **fields)
+
+
+def refusal(exc: PeerError) -> dict[str, str]:
+    """The `code` and `reason` fields of an event that reports a refusal."""
+    return {"code": exc.code, "reason": exc.message}
+
+
 async def collect_offers(
     ctx: FetchContext,
     game_id: str,
@@ -92,14 +104,7 @@ async def collect_offers(
             return read(await ctx.request_peer(source.peer_id, request))
         except PeerError as exc:
             skipped.append(f"{source.addr}: {exc.code}: {exc.message}")
-            ctx.emit(
-                "download-source-skipped",
-                game_id=game_id,
-                peer_id=source.peer_id,
-                peer_addr=source.addr,
-                code=exc.code,
-                reason=exc.message,
-            )
+            source_event(ctx, "download-source-skipped", game_id, source, **refusal(exc))
             return None
 
     answers = await asyncio.gather(*(ask(s) for s in sources))
@@ -182,13 +187,9 @@ class _Download:
             except PeerError as exc:
                 first_failure = source.peer_id not in sched.dead
                 sched.failed(chunk, source.peer_id)
-                self._emit(
-                    "download-chunk-failed", source, chunk, code=exc.code, reason=exc.message
-                )
+                self._emit("download-chunk-failed", source, chunk, **refusal(exc))
                 if first_failure:  # a liar (bad-chunk) or a dead peer: not asked again
-                    self._emit(
-                        "download-source-excluded", source, code=exc.code, reason=exc.message
-                    )
+                    self._emit("download-source-excluded", source, None, **refusal(exc))
                 self.changed.set()
                 return
             sched.succeeded(chunk)
@@ -201,14 +202,7 @@ class _Download:
         self, event: Event, source: Source, chunk: Chunk | None = None, **fields: Any
     ) -> None:
         where = {"path": chunk.path, "offset": chunk.offset} if chunk else {}
-        self.ctx.emit(
-            event,
-            game_id=self.game_id,
-            peer_id=source.peer_id,
-            peer_addr=source.addr,
-            **where,
-            **fields,
-        )
+        source_event(self.ctx, event, self.game_id, source, **where, **fields)
 
     async def progress(self, started: float) -> None:
         while True:

@@ -34,7 +34,7 @@ from peer.protocol import (
     expect,
 )
 from peer.transfer.disk import LocalWriteError, figures, write_all
-from peer.transfer.fetch import FetchContext, Source, collect_offers
+from peer.transfer.fetch import FetchContext, Source, collect_offers, refusal, source_event
 from peer.transfer.plan import validate_descriptors
 
 STREAM_READY = True  # the streamed install is complete (the scenario helpers poll for this)
@@ -144,12 +144,13 @@ class _Receiver:
                 "bad-chunk", f"{entry.path}: bytes do not match the validated size and CRC32"
             )
         self.bytes += entry.size
-        self.ctx.emit(
+        path = f"{STAGING_DIR}/{entry.path}"
+        source_event(
+            self.ctx,
             "download-chunk-finished",
-            game_id=self.game_id,
-            peer_id=self.source.peer_id,
-            peer_addr=self.source.addr,
-            path=f"{STAGING_DIR}/{entry.path}",
+            self.game_id,
+            self.source,
+            path=path,
             offset=0,
             bytes=entry.size,
         )
@@ -197,14 +198,7 @@ async def stream_game(
             await in_thread(prepare_staging, root, entries)
             await _Receiver(ctx, game_id, root, source).run(files)
         except PeerError as exc:
-            ctx.emit(
-                "download-source-excluded",
-                game_id=game_id,
-                peer_id=source.peer_id,
-                peer_addr=source.addr,
-                code=exc.code,
-                reason=exc.message,
-            )
+            source_event(ctx, "download-source-excluded", game_id, source, **refusal(exc))
             continue
         except (OSError, LocalWriteError) as exc:
             raise PeerError("write-failed", f"cannot write {game_id}: {exc}") from exc
