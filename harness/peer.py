@@ -29,6 +29,10 @@ Where = Mapping[str, Any] | Callable[[Record], bool] | None
 
 DEFAULT_TIMEOUT = 60.0
 
+_WRITE_EXECUTABLE = (
+    "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2]); os.chmod(sys.argv[1], 0o755)"
+)
+
 
 @dataclass(frozen=True)
 class Window:
@@ -112,6 +116,11 @@ class PeerHandle:
         if garbage:
             parts += ["--- non-JSON stdout:", *garbage]
         return "\n".join(parts)
+
+    def write_executable(self, path: str, text: str) -> None:
+        """Write an executable script at `path` in this peer's world (see Backend.scratch)."""
+        rc, out = self.run("python3", "-c", _WRITE_EXECUTABLE, path, text)
+        assert rc == 0, f"cannot write {path} in {self.name}'s world: {out!r}"
 
     def expect_log(self, event: str, timeout: float = DEFAULT_TIMEOUT, **where: Any) -> Record:
         """Wait for a structlog line on the peer's stderr (its `event` and fields `where`)."""

@@ -7,8 +7,6 @@ wrapped to log its calls: one payload pass per archive, never one per member (wh
 decompress a solid archive's prefix again for every member).
 """
 
-from pathlib import Path
-
 import pytest
 
 from harness.lab import Lab
@@ -18,25 +16,16 @@ ARCHIVES = ("cnctw/a-first.eti", "cnctw/b-second.eti")
 ORDER = ["order/first.txt", "order/tail-of-first.txt", "order/second.txt"]
 
 
-WRITE_EXECUTABLE = (
-    "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2]); os.chmod(sys.argv[1], 0o755)"
-)
-
-
 def logging_unrar(real: str, log: str) -> str:
     """A shell script: `real` unrar, with every call's arguments appended to `log`."""
     return f'#!/bin/sh\necho "$@" >> "{log}"\nexec "{real}" "$@"\n'
 
 
 @pytest.mark.scenario("S47")
-def test_s47_multi_archive_streamed_install_order(lab: Lab, tmp_path: Path) -> None:
-    base = "/tmp" if lab.backend.name == "docker" else str(tmp_path)  # in the source's world
-    wrapper, calls = f"{base}/logging-unrar", f"{base}/unrar-calls.log"
+def test_s47_multi_archive_streamed_install_order(lab: Lab) -> None:
+    wrapper, calls = lab.backend.scratch("logging-unrar"), lab.backend.scratch("unrar-calls.log")
     source = lab.peer("multi", fixture="fixture-multi", args=("--unrar", wrapper))
-    rc, out = source.run(
-        "python3", "-c", WRITE_EXECUTABLE, wrapper, logging_unrar(lab.backend.unrar, calls)
-    )
-    assert rc == 0, out
+    source.write_executable(wrapper, logging_unrar(lab.backend.unrar, calls))
     client = lab.peer("client")
     client.connect(source)
     assert sorted(source.files("cnctw")) == ["a-first.eti", "b-second.eti", "version.ini"]
@@ -56,6 +45,7 @@ def test_s47_multi_archive_streamed_install_order(lab: Lab, tmp_path: Path) -> N
     client.assert_stream_installed("cnctw", expected)
 
     rc, log = source.run("cat", calls)
+    assert rc == 0, log
     passes = [line.split() for line in log.decode().splitlines() if line.startswith("p ")]
     assert [p[-1] for p in passes] == [source.process.path(a) for a in ARCHIVES], (
         "one payload pass per archive, in sorted order"

@@ -8,8 +8,6 @@ source. As in S42 both sources start with `--unrar` pointing at nothing, and the
 handed out by address order afterwards, so the liar is certainly tried first.
 """
 
-from pathlib import Path
-
 import pytest
 
 from harness.lab import Lab
@@ -17,10 +15,6 @@ from harness.lab import Lab
 FLIP_LAST_BYTE = (
     "import sys; d = sys.stdin.buffer.read(); "
     "sys.stdout.buffer.write(d[:-1] + bytes([d[-1] ^ 1]) if d else d)"
-)
-
-WRITE_EXECUTABLE = (
-    "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2]); os.chmod(sys.argv[1], 0o755)"
 )
 
 # In the liar's world: its whole-archive payload pass equals the real one but for the last byte.
@@ -48,11 +42,9 @@ def lying_unrar(real: str) -> str:
 
 
 @pytest.mark.scenario("X04")
-def test_x04_stream_source_with_bad_crc_is_excluded(lab: Lab, tmp_path: Path) -> None:
-    base = "/tmp" if lab.backend.name == "docker" else str(tmp_path)  # in the sources' world
-
+def test_x04_stream_source_with_bad_crc_is_excluded(lab: Lab) -> None:
     def unrar_of(name: str) -> str:
-        return f"{base}/{name}-unrar"
+        return lab.backend.scratch(f"{name}-unrar")
 
     one, two = (
         lab.peer(name, fixture="fixture-bravo", args=("--unrar", unrar_of(name)))
@@ -60,8 +52,7 @@ def test_x04_stream_source_with_bad_crc_is_excluded(lab: Lab, tmp_path: Path) ->
     )
     liar, honest = sorted((one, two), key=lambda p: p.addr)
     script = lying_unrar(lab.backend.unrar)
-    rc, out = liar.run("python3", "-c", WRITE_EXECUTABLE, unrar_of(liar.name), script)
-    assert rc == 0, out
+    liar.write_executable(unrar_of(liar.name), script)
     rc, out = honest.run("ln", "-s", lab.backend.unrar, unrar_of(honest.name))
     assert rc == 0, out
     archive = liar.process.path("cnctw/cnctw.eti")

@@ -67,5 +67,9 @@ class Backend(Protocol):
 
     def create(self, spec: PeerSpec) -> PeerProcess: ...
 
+    def scratch(self, name: str) -> str:
+        """A path for a helper file (e.g. an unrar wrapper) in the world of every peer, known
+        before any peer starts, so it can be named in a peer's arguments."""
+
     def close(self) -> None:
         """Remove every peer, network and temporary directory this backend made."""

@@ -226,6 +226,9 @@ class DockerBackend:
         self._network: Network | None = None
         _register_worker_sweep(run_id, worker)
 
+    def scratch(self, name: str) -> str:
+        return f"/tmp/{name}"  # in every container; gone with the container
+
     def network_name(self) -> str:
         if self._network is None:
             self._network = Network(

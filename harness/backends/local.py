@@ -116,6 +116,9 @@ class LocalBackend:
         self.root = Path(tempfile.mkdtemp(prefix=f"lanpeer-{run_id}-"))
         self.peers: list[LocalPeer] = []
 
+    def scratch(self, name: str) -> str:
+        return str(self.root / name)  # removed with the root at close
+
     def create(self, spec: PeerSpec) -> LocalPeer:
         peer = LocalPeer(spec, self.root / f"{len(self.peers):02d}-{spec.name}", self.worker)
         self.peers.append(peer)
