@@ -117,6 +117,16 @@ class PeerHandle:
             parts += ["--- non-JSON stdout:", *garbage]
         return "\n".join(parts)
 
+    def wait_for_record(
+        self, where: Callable[[Record], bool], since: int, what: str, timeout: float
+    ) -> Record:
+        """The first record from `since` on for which `where` holds; fails after `timeout`."""
+
+        def find() -> Record | None:
+            return next((r for r in self.records[since:] if where(r)), None)
+
+        return self._wait_for(find, what, timeout)
+
     def write_executable(self, path: str, text: str) -> None:
         """Write an executable script at `path` in this peer's world (see Backend.scratch)."""
         rc, out = self.run("python3", "-c", _WRITE_EXECUTABLE, path, text)

@@ -7,7 +7,6 @@ stdin bytes to stdout records, including lines that are not UTF-8 or not JSON at
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -81,16 +80,18 @@ def _replies_after(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Wait until the probe is answered and, if `want_reply`, the line too (in either order);
     return (the line's replies, the probe's replies)."""
-    deadline = time.monotonic() + 30.0  # for the probe
-    while True:
-        replies = [r for r in peer.records[before:] if r.get("type") in ("result", "error")]
-        probe = [r for r in replies if r.get("id") == probe_id]
-        others = [r for r in replies if r.get("id") != probe_id]
-        if (probe and (others or not want_reply)) or time.monotonic() > deadline:
-            return others, probe
-        if probe and deadline - time.monotonic() > grace:
-            deadline = time.monotonic() + grace  # the probe is in: the line has `grace` left
-        time.sleep(0.005)
+
+    def is_reply(record: dict[str, Any], probe: bool) -> bool:
+        answered = record.get("type") in ("result", "error")
+        return answered and (record.get("id") == probe_id) == probe
+
+    peer.wait_for_record(lambda r: is_reply(r, True), before, "the status probe's reply", 30.0)
+    if want_reply:  # the probe is in: the line has `grace` seconds left for its own reply
+        peer.wait_for_record(lambda r: is_reply(r, False), before, "a reply to the line", grace)
+    replies = [r for r in peer.records[before:] if r.get("type") in ("result", "error")]
+    return [r for r in replies if r.get("id") != probe_id], [
+        r for r in replies if r.get("id") == probe_id
+    ]
 
 
 @settings(
