@@ -295,3 +295,18 @@ async def test_unrar_is_asked_for_the_file_data_alone(root: Path, tmp_path: Path
     )
     frames = await stream(root, list_archives(root), unrar)
     assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
+
+
+async def test_the_provider_logs_how_its_unrar_ended(root: Path, tmp_path: Path) -> None:
+    """Operators (and S46) learn from the log that the provider was reaped, and how."""
+    with structlog.testing.capture_logs() as clean:
+        await stream(root, list_archives(root), UNRAR)
+    stopped = [e for e in clean if e["event"] == "provider stopped"]
+    assert stopped == [
+        {"event": "provider stopped", "archive": "cnctw.eti", "exit_code": 0, "log_level": "info"}
+    ]
+    failing = fake_unrar(tmp_path, "fails", "exit 3")
+    with structlog.testing.capture_logs() as failed:
+        await stream(root, list_archives(root), failing)
+    codes = [e["exit_code"] for e in failed if e["event"] == "provider stopped"]
+    assert codes == [3]

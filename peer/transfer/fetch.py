@@ -135,7 +135,6 @@ class _Download:
         sources: dict[str, Source],
     ) -> None:
         self.ctx, self.settings, self.root, self.game_id = ctx, settings, root, game_id
-        self.files = files
         self.sources = sources
         self.total_bytes = sum(f.size for f in files)
         self.done_bytes = 0

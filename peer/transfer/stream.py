@@ -91,7 +91,6 @@ class _Receiver:
         self.fd = -1
         self.got = 0
         self.crc = 0
-        self.bytes = 0
 
     async def run(self, files: list[ArchiveEntry]) -> None:
         expected = iter(files)
@@ -143,7 +142,6 @@ class _Receiver:
             raise PeerError(
                 "bad-chunk", f"{entry.path}: bytes do not match the validated size and CRC32"
             )
-        self.bytes += entry.size
         path = f"{STAGING_DIR}/{entry.path}"
         source_event(
             self.ctx,
