@@ -21,6 +21,7 @@ from peer.console import SPECS
 from peer.errors import PeerError
 from peer.node import Node
 from peer.output import Output
+from peer.protocol import MAX_CHUNK
 from peer.settings import Settings
 
 MAX_LINE = 1024 * 1024
@@ -70,6 +71,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _chunk_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CHUNK:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CHUNK}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -104,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=_chunk_size,
         default=DEFAULT.chunk_size,
         metavar="BYTES",
-        help="chunk size this peer hashes and serves in (default %(default)s)",
+        help="chunk size this peer's downloads are hashed and fetched in (default %(default)s)",
     )
     p.add_argument(
         "--max-upload-rate",

@@ -168,7 +168,7 @@ async def download(node: Parts, game_id: str, install: bool) -> Any:
     s = node.settings
     job = jobs.download(
         node,
-        FetchSettings(s.fetch_depth, s.progress_interval),
+        FetchSettings(s.chunk_size, s.fetch_depth, s.progress_interval),
         node.library.games_dir,
         game_id,
         version,

@@ -27,6 +27,8 @@ CommandCode = Literal[
     "operation-in-progress",
     "self-connect",
     "connect-failed",
+    "identity-mismatch",
+    "duplicate-identity",
     "not-downloaded",
     "not-installed",
     "not-downloading",

@@ -19,6 +19,8 @@ Event = Literal[
     "peer-connected",
     "peer-library-changed",
     "peer-lost",
+    "peer-refused",
+    "duplicate-identity",
     "no-peers-have-game",
     "got-game-files",
     "download-begin",

@@ -1,17 +1,19 @@
-"""The peer's identity: a stable peer id and a TLS certificate, created once per state dir.
+"""The peer's identity: a TLS key, and a peer id derived from it, created once per state dir.
 
 Peers recognise each other by peer id, not by address, so a restart on a new port updates the
-existing entry instead of creating a second one (S11).
+existing entry instead of creating a second one (S11). The id is the key's fingerprint (the
+first 128 bits of the SHA-256 of its SubjectPublicKeyInfo), as Syncthing derives a device ID
+from its certificate: both ends present certificates in the QUIC handshake (`quic.py`), so a
+peer cannot claim an id without holding its key. Two processes started from one copied state
+dir share a key, and so an id; `links.py` tells them apart and reports them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
-import re
-import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from cryptography.x509.oid import NameOID
 
 from peer.errors import PeerError
 
+MAX_STATE_FILE = 64 * 1024  # an identity.json, key or certificate is a few hundred bytes
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -30,16 +34,12 @@ class Identity:
     key_path: Path
 
 
-def uuid7_hex(now_ms: int | None = None) -> str:
-    """A UUIDv7 in 32-hex simple form: time-ordered, like upstream's `019e347d...` ids."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rand = int.from_bytes(secrets.token_bytes(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return f"{value:032x}"
+def fingerprint(certificate: x509.Certificate) -> str:
+    """The peer id a certificate proves: 32 hex digits of its public key's SHA-256."""
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()[:32]
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -53,9 +53,20 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _make_certificate(peer_id: str) -> tuple[bytes, bytes]:
+def _read_small(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        data = os.read(fd, MAX_STATE_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_STATE_FILE:
+        raise ValueError(f"{path.name} is larger than {MAX_STATE_FILE} bytes")
+    return data
+
+
+def _make_certificate() -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"lanpeer-{peer_id}")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lanpeer")])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -75,24 +86,42 @@ def _make_certificate(peer_id: str) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+def _load_key_pair(cert_path: Path, key_path: Path) -> x509.Certificate:
+    """The certificate, after checking that the key beside it is the one it certifies."""
+    cert = x509.load_pem_x509_certificate(_read_small(cert_path))
+    key = serialization.load_pem_private_key(_read_small(key_path), password=None)
+    if key.public_key() != cert.public_key():
+        raise ValueError(f"{key_path.name} is not the key of {cert_path.name}")
+    return cert
+
+
 def load_or_create_identity(state_dir: Path) -> Identity:
-    """Reuse the identity in `state_dir`, creating it (id, key, cert) on first start."""
+    """Reuse the key in `state_dir`, creating it on first start; the peer id follows from it.
+
+    `identity.json` records the id for people and scripts. If it names another id than the
+    key proves, the state dir was tampered with or half-copied: refuse rather than guess.
+    """
+    id_path = state_dir / "identity.json"
+    cert_path = state_dir / "tls-cert.pem"
+    key_path = state_dir / "tls-key.pem"
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        id_path = state_dir / "identity.json"
-        cert_path = state_dir / "tls-cert.pem"
-        key_path = state_dir / "tls-key.pem"
-        if id_path.exists():
-            peer_id = json.loads(id_path.read_text())["peer_id"]
-            if not (isinstance(peer_id, str) and re.fullmatch(r"[0-9a-f]{32}", peer_id)):
-                raise ValueError(f"{id_path} holds no 32-hex peer_id")
-        else:
-            peer_id = uuid7_hex()
-            _write_private(id_path, json.dumps({"peer_id": peer_id}).encode())
         if not (cert_path.exists() and key_path.exists()):
-            cert_pem, key_pem = _make_certificate(peer_id)
+            if id_path.exists():
+                raise ValueError(f"{id_path.name} exists but the TLS key it belongs to is gone")
+            cert_pem, key_pem = _make_certificate()
             _write_private(key_path, key_pem)
             _write_private(cert_path, cert_pem)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        peer_id = fingerprint(_load_key_pair(cert_path, key_path))
+        if id_path.exists():
+            recorded = json.loads(_read_small(id_path)).get("peer_id")
+            if recorded != peer_id:
+                raise ValueError(
+                    f"{id_path.name} names peer {recorded!r}, but {key_path.name} is the key of"
+                    f" peer {peer_id}; delete {id_path.name} to adopt the key's id"
+                )
+        else:
+            _write_private(id_path, json.dumps({"peer_id": peer_id}).encode())
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise PeerError("bad-state-dir", f"cannot use state dir {state_dir}: {exc}") from exc
     return Identity(peer_id=peer_id, cert_path=cert_path, key_path=key_path)

@@ -4,11 +4,16 @@ One QUIC connection per remote peer id. This module owns the peer table and keep
 a Hello (either direction) records a peer, a delta updates its library, a Goodbye or a closed
 connection removes it at once, and the liveness rule (`mesh.liveness`) pings the idle and drops
 the silent. Requests it does not own (GetGame) go to the `serve` callback it was given.
+
+An introduction counts only from the holder of its id's key (proven in the QUIC handshake), and
+`mesh.meeting` says who it is from: a new peer, a restart, ourselves, or a second live process
+with a known id, which is refused and reported, never merged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,9 +21,10 @@ from typing import Any
 import structlog
 
 from peer.errors import PeerError
-from peer.mesh import PeerTable, RemotePeer, liveness
+from peer.mesh import PeerTable, RemotePeer, liveness, meeting
 from peer.output import Emit
 from peer.protocol import (
+    DuplicateIdentity,
     Goodbye,
     Hello,
     HelloAck,
@@ -78,12 +84,19 @@ class Links:
         assert self.endpoint is not None
         conn = await self.endpoint.connect(host, port, self._connect_timeout)
         try:
-            ack = expect(await conn.request(Hello(**self._introduce())), HelloAck)
-            self._refuse_self(ack.peer_id)
+            reply = await conn.request(Hello(**self._introduce()))
+            if isinstance(reply, DuplicateIdentity):
+                self._told_duplicate(reply, conn.proven_peer_id or "")
+                raise PeerError("duplicate-identity", f"{addr} refused us: {_clash(reply)}")
+            met = await self._meet(conn, expect(reply, HelloAck))
+            if isinstance(met, DuplicateIdentity):
+                with contextlib.suppress(PeerError):
+                    await conn.request(met, timeout=2.0)
+                raise PeerError("duplicate-identity", f"refused {addr}: {_clash(met)}")
         except PeerError:
             conn.close()
             raise
-        return await self._register(conn, ack)
+        return met
 
     def discovered(self, peer_id: str, addr: str, dial: bool) -> None:
         """mDNS heard a peer: report it and, if the tie-break says so, dial it."""
@@ -100,10 +113,47 @@ class Links:
         except PeerError as exc:
             log.warning("dialling a discovered peer failed", addr=addr, error=exc.message)
 
-    def _refuse_self(self, peer_id: str) -> None:
-        """Another address of this very peer (a host name, another interface) is still us."""
-        if peer_id == self.peer_id:
+    async def _meet(
+        self, conn: ControlConnection, intro: Hello | HelloAck
+    ) -> RemotePeer | DuplicateIdentity:
+        """Record a proven introduction, or refuse it; a duplicate is returned to be told."""
+        proven = conn.proven_peer_id
+        if proven != intro.peer_id:
+            why = f"it claims peer id {intro.peer_id} but holds the key of {proven or 'none'}"
+            self._emit(
+                "peer-refused",
+                peer_id=intro.peer_id,
+                addr=intro.listen_addr,
+                code="identity-mismatch",
+                reason=why,
+            )
+            raise PeerError("identity-mismatch", f"refused {intro.listen_addr}: {why}")
+        known = self.table.peers.get(intro.peer_id)
+        if self.conns.get(intro.peer_id) is conn:  # a second Hello on one link: an update
+            return await self._register(conn, intro)
+        met = meeting(intro, self.peer_id, self._introduce()["data_token"], known)
+        if met == "self":  # another address of this very peer (a host name, an interface)
             raise PeerError("self-connect", f"cannot connect peer to itself ({self.addr})")
+        if met == "clone-of-self":
+            return self._saw_duplicate(intro.peer_id, (self.addr, intro.listen_addr))
+        if met == "restart-or-clone" and known is not None and await self._answers(known.peer_id):
+            clash = self._saw_duplicate(intro.peer_id, (known.addr, intro.listen_addr))
+            self._spawn(self._send_quietly(known.peer_id, clash), f"tell-{known.peer_id}")
+            return clash
+        return await self._register(conn, intro)
+
+    def _saw_duplicate(self, peer_id: str, addrs: tuple[str, str]) -> DuplicateIdentity:
+        clash = DuplicateIdentity(peer_id, addrs)
+        self._told_duplicate(clash, self.peer_id)
+        return clash
+
+    def _told_duplicate(self, clash: DuplicateIdentity, reported_by: str) -> None:
+        self._emit(
+            "duplicate-identity",
+            peer_id=clash.peer_id,
+            addrs=list(clash.addrs),
+            reported_by=reported_by,
+        )
 
     async def _register(self, conn: ControlConnection, intro: Hello | HelloAck) -> RemotePeer:
         old_conn = self.conns.get(intro.peer_id)
@@ -127,9 +177,8 @@ class Links:
     async def handle(self, conn: ControlConnection, request: Request) -> Reply:
         """Answer one request from a remote peer (the QUIC layer turns refusals into replies)."""
         if isinstance(request, Hello):
-            self._refuse_self(request.peer_id)
-            await self._register(conn, request)
-            return HelloAck(**self._introduce())
+            met = await self._meet(conn, request)
+            return met if isinstance(met, DuplicateIdentity) else HelloAck(**self._introduce())
         record = self.table.peers.get(conn.peer_id or "")
         if record is None:
             raise PeerError("not-introduced", "send hello first")
@@ -139,6 +188,9 @@ class Links:
         if isinstance(request, Goodbye):
             # Reply first, then drop: the leaving peer should hear that we heard it.
             asyncio.get_running_loop().call_soon(self.drop, record.peer_id, "goodbye")
+            return Ok()
+        if isinstance(request, DuplicateIdentity):
+            self._told_duplicate(request, record.peer_id)
             return Ok()
         if isinstance(request, LibraryDelta):
             self.table.apply_delta(record.peer_id, request)
@@ -224,19 +276,21 @@ class Links:
                 self.drop(peer_id, "timeout")
             for peer_id in due.ping:
                 if peer_id in self.conns:
-                    self._spawn(self._ping(peer_id), f"ping-{peer_id}")
+                    self._spawn(self._answers(peer_id), f"ping-{peer_id}")
 
-    async def _ping(self, peer_id: str) -> None:
+    async def _answers(self, peer_id: str) -> bool:
+        """Whether the peer answers a ping on its link now (refreshing its `last_seen`)."""
         conn = self.conns.get(peer_id)
-        if conn is None:
-            return
+        if conn is None or conn.closed:
+            return False
         try:
             expect(await conn.request(Ping(self.peer_id), timeout=2.0), Pong)
         except PeerError:
-            return
+            return False
         record = self.table.peers.get(peer_id)
         if record is not None:
             record.last_seen = time.monotonic()
+        return True
 
     async def close(self) -> None:
         """Say Goodbye to every peer so they drop us at once (S10), then close every link."""
@@ -248,3 +302,7 @@ class Links:
             conn.close()
         if self.endpoint is not None:
             self.endpoint.close()
+
+
+def _clash(clash: DuplicateIdentity) -> str:
+    return f"peer id {clash.peer_id} is presented by live peers at {' and '.join(clash.addrs)}"

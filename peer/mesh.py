@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from peer.protocol import GameSummary, Hello, HelloAck, LibraryDelta
 
@@ -72,6 +72,26 @@ class PeerTable:
 
     def remove(self, peer_id: str) -> RemotePeer | None:
         return self.peers.pop(peer_id, None)
+
+
+Meeting = Literal["new", "same-process", "restart-or-clone", "self", "clone-of-self"]
+
+
+def meeting(
+    intro: Hello | HelloAck, own_peer_id: str, own_token: str, known: RemotePeer | None
+) -> Meeting:
+    """Who an introduction (already proven to come from the holder of its id's key) is from.
+
+    A data token is drawn afresh by every process, so it tells one process from another that
+    holds the same key: another link of a known process ("same-process"), a restart or a second
+    process started from a copied state dir ("restart-or-clone": only the old link's silence
+    tells them apart), ourselves through another address ("self"), or a copy of us.
+    """
+    if intro.peer_id == own_peer_id:
+        return "self" if intro.data_token == own_token else "clone-of-self"
+    if known is None:
+        return "new"
+    return "same-process" if intro.data_token == known.data_token else "restart-or-clone"
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,6 @@ class Node:
             self.operations.active,
             self.data_token,
             settings.unrar,
-            settings.chunk_size,
             settings.max_upload_rate,
         )
         self._lane_server: LaneServer | None = None

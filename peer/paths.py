@@ -56,3 +56,13 @@ def check_relative_path(path: object, reserved: bool = True) -> str:
     if reserved and parts[0] in RESERVED_ROOT_NAMES:
         raise PeerError("bad-path", f"path {path!r} is reserved and never transferred")
     return str(PurePosixPath(path))
+
+
+def check_file_list(paths: list[str]) -> None:
+    """A file list a receiver can write: unique paths, and no path both a file and a folder."""
+    if len(set(paths)) != len(paths):
+        raise ValueError("duplicate path in file list")
+    parents = {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+    clash = parents.intersection(paths)
+    if clash:
+        raise ValueError(f"path {min(clash)!r} is both a file and a directory")

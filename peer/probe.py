@@ -65,7 +65,9 @@ async def _raw_chunk(host: str, port: int, request: Json) -> Json:
         writer.close()
 
 
-async def probe(addr: str, request: Json | None, chunk: Json | None) -> list[Json]:
+async def probe(
+    addr: str, request: Json | None, chunk: Json | None, claim: str | None = None
+) -> list[Json]:
     host, port = split_addr(addr)
     out: list[Json] = []
     with tempfile.TemporaryDirectory(prefix="lanpeer-probe-") as state:
@@ -73,7 +75,8 @@ async def probe(addr: str, request: Json | None, chunk: Json | None) -> list[Jso
         endpoint = ControlEndpoint(identity, _answer, lambda _c: None, 10.0, 10.0)
         conn = await endpoint.connect(host, port, timeout=5.0)
         try:
-            hello = Hello(PROTOCOL_VERSION, identity.peer_id, "0.0.0.0:9", 9, "", 0, ())
+            claimed = claim or identity.peer_id
+            hello = Hello(PROTOCOL_VERSION, claimed, "0.0.0.0:9", 9, "", 0, ())
             ack = expect(await conn.request(hello), HelloAck)
             out.append({"hello": {"type": "hello-ack", "peer_id": ack.peer_id}})
             if request is not None:
@@ -106,9 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         help='fast-lane request, e.g. \'{"game_id":'
         '"bfbc2","path":"bfbc2.eti","offset":0,"length":10}\'',
     )
+    p.add_argument(
+        "--claim",
+        metavar="PEER_ID",
+        help="introduce the probe as this peer id (which its key does not prove: a spoof)",
+    )
     args = p.parse_args(argv)
     try:
-        lines = asyncio.run(probe(args.addr, args.request, args.chunk))
+        lines = asyncio.run(probe(args.addr, args.request, args.chunk, args.claim))
     except PeerError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
         return 1

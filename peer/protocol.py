@@ -15,11 +15,12 @@ from typing import Annotated, Final, Literal, TypeVar, cast
 import msgspec
 
 from peer.errors import ERROR_CODES, ErrorCode, PeerError
-from peer.paths import GAME_ID_PATTERN, check_game_id, check_relative_path
+from peer.paths import GAME_ID_PATTERN, check_file_list, check_game_id, check_relative_path
 
-PROTOCOL_VERSION = 2
-ALPN = "lanpeer/2"
+PROTOCOL_VERSION = 3  # 3: ids bound to keys (mutual TLS); GetGame names the chunk size
+ALPN = "lanpeer/3"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a control message, whole
+MAX_INTRO_BYTES = 8 * 1024 * 1024  # a Hello or HelloAck listing MAX_GAMES games fits
 MAX_LANE_LINE = 4096  # a fast-lane request or header line
 
 Availability = Literal["Ready", "LocalOnly"]
@@ -37,6 +38,11 @@ Address = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:\[\]-]{1,253}:[0-9
 Version = Annotated[str, msgspec.Meta(max_length=256)]
 MAX_GAMES = 10_000
 MAX_FILES = 200_000
+MAX_CHUNK = 1024 * 1024 * 1024
+ChunkSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_CHUNK)]
+# A GameFiles reply must fit in MAX_MESSAGE_BYTES: a source refuses to describe a game in more
+# chunks than this (a chunk costs 67 bytes: its hash, quoted, and a comma).
+MAX_DESCRIBED_CHUNKS = 200_000
 
 
 class _Value(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -81,8 +87,8 @@ class FileDescriptor(_Value, frozen=True):
 
     path: Text
     size: Count
-    chunk_size: Annotated[int, msgspec.Meta(ge=1, le=2**40)]
-    chunks: tuple[Sha256, ...]
+    chunk_size: ChunkSize
+    chunks: Annotated[tuple[Sha256, ...], msgspec.Meta(max_length=MAX_DESCRIBED_CHUNKS)]
 
     def __post_init__(self) -> None:
         check_relative_path(self.path)
@@ -160,6 +166,14 @@ class Ok(_Message, frozen=True, tag="ok"):
     pass
 
 
+class DuplicateIdentity(_Message, frozen=True, tag="duplicate-identity"):
+    """The sender sees two live processes presenting `peer_id` (one state dir, copied): it keeps
+    the first, and tells both. Sent as a request, or as the reply to the refused Hello."""
+
+    peer_id: PeerId
+    addrs: Annotated[tuple[Address, ...], msgspec.Meta(min_length=1, max_length=2)]
+
+
 class LibraryDelta(_Message, frozen=True, tag="library-delta"):
     """What changed in the sender's advertised library between two revisions."""
 
@@ -182,9 +196,14 @@ class LibraryDelta(_Message, frozen=True, tag="library-delta"):
 
 
 class GetGame(_Message, frozen=True, tag="get-game"):
-    """Ask a source for the descriptors of one game root."""
+    """Ask a source for the descriptors of one game root, hashed in the asker's chunk size.
+
+    The asker names the layout so that every honest source describes the same bytes the same
+    way: the vote is on content, never on a source's local tuning.
+    """
 
     game_id: GameId
+    chunk_size: ChunkSize
 
     def __post_init__(self) -> None:
         check_game_id(self.game_id)
@@ -234,8 +253,8 @@ class ErrorReply(_Message, frozen=True, tag="error"):
         return cls(exc.code, exc.message[:4096])
 
 
-Request = Hello | Ping | Goodbye | LibraryDelta | GetGame | GetStream
-Reply = HelloAck | Pong | Ok | GameFiles | StreamManifest | ErrorReply
+Request = Hello | Ping | Goodbye | LibraryDelta | GetGame | GetStream | DuplicateIdentity
+Reply = HelloAck | Pong | Ok | GameFiles | StreamManifest | DuplicateIdentity | ErrorReply
 
 
 # -- the fast lane -------------------------------------------------------------------------------
@@ -338,13 +357,3 @@ def expect(reply: Reply, kind: type[T]) -> T:
     if not isinstance(reply, kind):
         raise PeerError("bad-message", f"expected {kind.__name__}, got {type(reply).__name__}")
     return reply
-
-
-def check_file_list(paths: list[str]) -> None:
-    """A file list a receiver can write: unique paths, and no path both a file and a folder."""
-    if len(set(paths)) != len(paths):
-        raise ValueError("duplicate path in file list")
-    parents = {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
-    clash = parents.intersection(paths)
-    if clash:
-        raise ValueError(f"path {min(clash)!r} is both a file and a directory")

@@ -6,8 +6,13 @@ aioquic tops out around 12 MiB/s at LAN MTUs (shared/reference/QUIC_PERF.md).
 Every request is decoded into a `protocol` message before the handler sees it, and every
 request gets exactly one reply: a refusal, or any exception in the handler, becomes an
 `ErrorReply` (code `internal` for the unexpected), so the asker never waits out a timeout.
-A stream may buffer at most one message's worth of bytes; a connection that sends more is
-closed, so no host can make us buffer without limit.
+Both ends present their certificate in the handshake (mutual TLS), so `proven_peer_id` is the
+id the other end holds the key of; `links.py` refuses a Hello that claims another.
+
+What a host can make us buffer is bounded before anything is decoded: per stream (one message),
+per connection (a few messages), and tighter for a stranger (a connection that has not yet
+introduced itself): one Hello's worth, at most `MAX_STRANGERS` strangers at once, each closed
+unless it introduces itself within the request timeout. A connection over a bound is closed.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived
 
 from peer.errors import PeerError
-from peer.identity import Identity
+from peer.identity import Identity, fingerprint
 from peer.protocol import (
     ALPN,
+    MAX_INTRO_BYTES,
     MAX_MESSAGE_BYTES,
     ErrorReply,
     Reply,
@@ -42,7 +48,10 @@ log = structlog.get_logger("quic")
 RequestHandler = Callable[["ControlConnection", Request], Awaitable[Reply]]
 ClosedHandler = Callable[["ControlConnection"], None]
 
-MAX_OPEN_STREAMS = 64  # requests being received at once on one connection
+MAX_OPEN_STREAMS = 64  # messages being received at once on one introduced connection
+MAX_CONNECTION_BYTES = 4 * MAX_MESSAGE_BYTES  # buffered at once on one introduced connection
+MAX_STRANGER_STREAMS = 2  # a stranger sends its Hello, or awaits our HelloAck
+MAX_STRANGERS = 8  # connections not yet introduced, at once, per endpoint
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -57,13 +66,27 @@ def _quic_config(identity: Identity, is_client: bool, idle_timeout: float) -> Qu
     config = QuicConfiguration(
         is_client=is_client, alpn_protocols=[ALPN], idle_timeout=idle_timeout
     )
-    if is_client:
-        # Peers use self-signed certificates and identify each other by peer id in Hello;
-        # there is no CA on a LAN party to pin against.
-        config.verify_mode = ssl.CERT_NONE
-    else:
-        config.load_cert_chain(identity.cert_path, identity.key_path)
+    # Certificates are self-signed: there is no CA on a LAN party. What a certificate proves is
+    # its key, and the key is the peer id (`identity.fingerprint`), checked against Hello.
+    config.verify_mode = ssl.CERT_NONE
+    config.load_cert_chain(identity.cert_path, identity.key_path)
     return config
+
+
+def _ask_for_client_certificate(quic: QuicConnection) -> None:
+    """Make a server-side connection request the client's certificate (mutual TLS).
+
+    aioquic can do it (the client answers with the certificate it was configured with and
+    signs the handshake) but only exposes the switch on the TLS context it builds when the
+    first packet arrives, so it is set right after. Pinned by tests/test_quic_identity.py.
+    """
+    initialize = quic._initialize
+
+    def initialize_and_ask(peer_cid: bytes) -> None:
+        initialize(peer_cid)
+        quic.tls._request_client_certificate = True
+
+    quic._initialize = initialize_and_ask  # type: ignore[method-assign]
 
 
 class ControlConnection(QuicConnectionProtocol):
@@ -79,14 +102,34 @@ class ControlConnection(QuicConnectionProtocol):
         request_timeout: float,
     ) -> None:
         super().__init__(quic, stream_handler)
+        if not quic.configuration.is_client:
+            _ask_for_client_certificate(quic)
         self._on_request = on_request
         self._on_closed = on_closed
         self._request_timeout = request_timeout
         self._buffers: dict[int, bytearray] = {}
+        self._buffered = 0
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         self.peer_id: str | None = None
+
+    @property
+    def proven_peer_id(self) -> str | None:
+        """The peer id whose key the other end proved in the handshake, if it showed one."""
+        tls = getattr(self._quic, "tls", None)
+        certificate = getattr(tls, "_peer_certificate", None)
+        return None if certificate is None else fingerprint(certificate)
+
+    def _over_bounds(self, stream_id: int, more: int) -> bool:
+        stranger = self.peer_id is None
+        streams = len(self._buffers) + (stream_id not in self._buffers)
+        if streams > (MAX_STRANGER_STREAMS if stranger else MAX_OPEN_STREAMS):
+            return True
+        per_stream = MAX_INTRO_BYTES if stranger else MAX_MESSAGE_BYTES
+        if len(self._buffers.get(stream_id, b"")) + more > per_stream:
+            return True
+        return self._buffered + more > (MAX_INTRO_BYTES if stranger else MAX_CONNECTION_BYTES)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, StreamDataReceived):
@@ -97,17 +140,17 @@ class ControlConnection(QuicConnectionProtocol):
             self._mark_closed()
 
     def _received(self, stream_id: int, data: bytes, end: bool) -> None:
-        buf = self._buffers.setdefault(stream_id, bytearray())
-        if len(buf) + len(data) > MAX_MESSAGE_BYTES or len(self._buffers) > MAX_OPEN_STREAMS:
-            log.warning("closing a connection that sends too much", peer_id=self.peer_id)
-            self._buffers.clear()
-            self.close()
-            self._mark_closed()
+        if self.closed:
             return
-        buf += data
+        if self._over_bounds(stream_id, len(data)):
+            self.abort("it sends more than it may")
+            return
+        self._buffers.setdefault(stream_id, bytearray()).extend(data)
+        self._buffered += len(data)
         if not end:
             return
         whole = bytes(self._buffers.pop(stream_id))
+        self._buffered -= len(whole)
         future = self._pending.pop(stream_id, None)
         if future is not None:
             if not future.done():
@@ -116,6 +159,16 @@ class ControlConnection(QuicConnectionProtocol):
         task = asyncio.ensure_future(self._serve_request(stream_id, whole))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def abort(self, why: str) -> None:
+        """Close at once, dropping whatever was buffered."""
+        if self.closed:
+            return
+        log.warning("closing a connection", peer_id=self.peer_id, why=why)
+        self._buffers.clear()
+        self._buffered = 0
+        self.close()
+        self._mark_closed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -184,15 +237,36 @@ class ControlEndpoint:
         self._request_timeout = request_timeout
         self._idle_timeout = idle_timeout
         self._server: QuicServer | None = None
+        self._strangers: set[ControlConnection] = set()
 
     def _protocol(self, quic: QuicConnection, stream_handler: Any = None) -> ControlConnection:
-        return ControlConnection(
+        conn = ControlConnection(
             quic,
             stream_handler,
             on_request=self._on_request,
             on_closed=self._on_closed,
             request_timeout=self._request_timeout,
         )
+        if not quic.configuration.is_client:
+            self._admit(conn)
+        return conn
+
+    def _admit(self, conn: ControlConnection) -> None:
+        """Bound the strangers: at most `MAX_STRANGERS` at once, each given one request timeout
+        to introduce itself (the aborts run after aioquic has taken the first packet)."""
+        self._strangers = {c for c in self._strangers if c.peer_id is None and not c.closed}
+        loop = asyncio.get_running_loop()
+        if len(self._strangers) >= MAX_STRANGERS:
+            loop.call_soon(conn.abort, "too many connections have not introduced themselves")
+            return
+        self._strangers.add(conn)
+
+        def expire() -> None:
+            self._strangers.discard(conn)
+            if conn.peer_id is None:
+                conn.abort("it did not introduce itself in time")
+
+        loop.call_later(self._request_timeout, expire)
 
     async def listen(self, host: str, port: int) -> int:
         config = _quic_config(self._identity, is_client=False, idle_timeout=self._idle_timeout)

@@ -42,7 +42,6 @@ class Serving:
         active: Callable[[], frozenset[str]],
         data_token: str,
         unrar: str | None,
-        chunk_size: int,
         max_upload_rate: int | None,
     ) -> None:
         self._games_dir = games_dir
@@ -50,7 +49,7 @@ class Serving:
         self._active = active
         self._token = data_token
         self._unrar = unrar
-        self._descriptors = DescriptorCache(chunk_size)
+        self._descriptors = DescriptorCache()
         self.limiter = RateLimiter(max_upload_rate)
 
     async def answer(self, request: Request) -> Reply:
@@ -60,7 +59,8 @@ class Serving:
         root = check_serve_gates(self._games_dir(), self._catalog, self._active(), request.game_id)
         if isinstance(request, GetStream):
             return StreamManifest(root.name, await in_thread(list_archives, root))
-        return GameFiles(root.name, await in_thread(self._descriptors.describe, root))
+        files = await in_thread(self._descriptors.describe, root, request.chunk_size)
+        return GameFiles(root.name, files)
 
     def authorize(self, request: ChunkRequest) -> tuple[Path, int, int]:
         gates = (self._games_dir(), self._catalog, self._active())

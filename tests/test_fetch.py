@@ -110,7 +110,7 @@ class FakeContext:
         """A source called `name` offering the descriptors of `root` and serving `behaviour`."""
         source = Source(f"id-{name}", f"{name}:4000", name, PORT, f"token-{name}")
         if root is not None:
-            self.replies[source.peer_id] = GameFiles(GAME, DescriptorCache(CHUNK).describe(root))
+            self.replies[source.peer_id] = GameFiles(GAME, DescriptorCache().describe(root, CHUNK))
         self.lane.behaviours[name] = behaviour or honest(root or Path("/nonexistent"))
         return source
 
@@ -206,7 +206,7 @@ def digests(root: Path) -> dict[str, str]:
 def chunk_keys(root: Path) -> set[tuple[str, int]]:
     """(path, offset) of every chunk the descriptors of `root` split into."""
     keys: set[tuple[str, int]] = set()
-    for f in DescriptorCache(CHUNK).describe(root):
+    for f in DescriptorCache().describe(root, CHUNK):
         keys.update((f.path, i * CHUNK) for i in range(len(f.chunks)))
     return keys
 
@@ -225,7 +225,7 @@ def finished_at(path: str, offset: int) -> Predicate:
 async def download(
     ctx: FakeContext, games: Path, sources: list[Source], depth: int = 1
 ) -> dict[str, Any]:
-    settings = FetchSettings(depth=depth, progress_interval=3600.0)
+    settings = FetchSettings(chunk_size=CHUNK, depth=depth, progress_interval=3600.0)
     async with asyncio.timeout(LIMIT):
         return await download_game(ctx, settings, games, GAME, VERSION, sources)
 
@@ -586,7 +586,7 @@ async def test_reply_for_another_game_skips_that_source(
 ) -> None:
     a, b = ctx.add("a", src), ctx.add("b", src)
     wrong = ctx.add("wrong", None, honest(src))
-    ctx.replies[wrong.peer_id] = GameFiles("other-game", DescriptorCache(CHUNK).describe(src))
+    ctx.replies[wrong.peer_id] = GameFiles("other-game", DescriptorCache().describe(src, CHUNK))
 
     figures = await download(ctx, games, [wrong, a, b])
 
@@ -629,7 +629,7 @@ async def test_file_list_without_a_sentinel_is_bad_metadata(
     ctx: FakeContext, games: Path, src: Path
 ) -> None:
     a = ctx.add("a", src)
-    files = DescriptorCache(CHUNK).describe(src)
+    files = DescriptorCache().describe(src, CHUNK)
     ctx.replies[a.peer_id] = GameFiles(GAME, tuple(f for f in files if f.path != "version.ini"))
 
     err = await download_fails(ctx, games, [a])
@@ -699,7 +699,7 @@ async def test_the_events_of_a_download_describe_it(
 
     await download(ctx, games, [a, b])
 
-    files = DescriptorCache(CHUNK).describe(src)
+    files = DescriptorCache().describe(src, CHUNK)
     total = sum(f.size for f in files)
     assert ctx.named("got-game-files") == [
         {
@@ -736,7 +736,7 @@ async def test_progress_reports_the_bytes_so_far_and_a_rate(
     # chunk is in, so the report's figures are known exactly.
     reported = ctx.when(lambda event, _f: event == "download-progress")
     fast, slow = ctx.add("fast", src), ctx.add("slow", src, gated(reported, honest(src)))
-    settings = FetchSettings(depth=1, progress_interval=0.05)
+    settings = FetchSettings(chunk_size=CHUNK, depth=1, progress_interval=0.05)
 
     async with asyncio.timeout(LIMIT):
         await download_game(ctx, settings, games, GAME, VERSION, [fast, slow])
@@ -845,7 +845,7 @@ async def test_a_reply_for_another_game_says_which(
     ctx: FakeContext, games: Path, src: Path
 ) -> None:
     wrong, a = ctx.add("wrong", None), ctx.add("a", src)
-    ctx.replies[wrong.peer_id] = GameFiles("other-game", DescriptorCache(CHUNK).describe(src))
+    ctx.replies[wrong.peer_id] = GameFiles("other-game", DescriptorCache().describe(src, CHUNK))
 
     await download(ctx, games, [wrong, a])
 
@@ -862,7 +862,7 @@ async def test_a_tie_and_a_missing_sentinel_name_the_game(
     assert tie.code == "ambiguous-metadata"
     assert tie.message.startswith(f"sources disagree on the files of {GAME} ")
 
-    files = DescriptorCache(CHUNK).describe(src)
+    files = DescriptorCache().describe(src, CHUNK)
     ctx.replies["id-b"] = GameFiles(GAME, tuple(f for f in files if f.path != "version.ini"))
     missing = await download_fails(ctx, games, [b])
     assert missing.code == "bad-metadata"
@@ -992,7 +992,7 @@ async def test_a_failed_download_closes_every_file_it_opened(
 def test_commit_syncs_every_file_then_publishes_the_sentinel(
     tmp_path: Path, src: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = DescriptorCache(CHUNK).describe(src)
+    files = DescriptorCache().describe(src, CHUNK)
     root = tmp_path / "root"
     disk.prepare_root(root, files)
     (root / ".version.ini.tmp").write_text(VERSION + "\n")
@@ -1018,7 +1018,7 @@ def test_preparing_a_symlinked_root_is_refused_and_writes_nothing(
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / GAME).symlink_to(tmp_path / "elsewhere")
     with pytest.raises(PeerError) as err:
-        disk.prepare_root(tmp_path / GAME, DescriptorCache(CHUNK).describe(src))
+        disk.prepare_root(tmp_path / GAME, DescriptorCache().describe(src, CHUNK))
     assert (err.value.code, err.value.message) == (
         "bad-path",
         f"{GAME} is a symlink; refusing to write through it",
@@ -1027,7 +1027,7 @@ def test_preparing_a_symlinked_root_is_refused_and_writes_nothing(
 
 
 def test_preparing_a_root_makes_a_missing_games_dir(tmp_path: Path, src: Path) -> None:
-    files = DescriptorCache(CHUNK).describe(src)
+    files = DescriptorCache().describe(src, CHUNK)
     root = tmp_path / "not" / "yet" / GAME
     disk.prepare_root(root, files)
     sizes = {f.path: disk.target_path(root, f.path).stat().st_size for f in files}
@@ -1043,7 +1043,7 @@ def test_a_wanted_file_that_is_a_link_is_refused_not_written_through(
     root.mkdir()
     (root / "data.bin").symlink_to(outside)
     with pytest.raises(PeerError) as err:
-        disk.prepare_root(root, DescriptorCache(CHUNK).describe(src))
+        disk.prepare_root(root, DescriptorCache().describe(src, CHUNK))
     assert (err.value.code, err.value.message) == (
         "bad-path",
         "data.bin exists here and is not a regular file",

@@ -1,10 +1,16 @@
-"""The peer's identity: created once per state dir, private, time-ordered ids."""
+"""The peer's identity: created once per state dir, private, and derived from its key."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
-from peer.identity import load_or_create_identity, uuid7_hex
+import pytest
+from cryptography import x509
+
+from peer.errors import PeerError
+from peer.identity import fingerprint, load_or_create_identity
 
 
 def test_identity_is_created_once_and_reused(tmp_path: Path) -> None:
@@ -12,8 +18,61 @@ def test_identity_is_created_once_and_reused(tmp_path: Path) -> None:
     again = load_or_create_identity(tmp_path)
     assert first == again and len(first.peer_id) == 32
     assert (tmp_path / "tls-key.pem").stat().st_mode & 0o077 == 0, "key is private"
+    assert json.loads((tmp_path / "identity.json").read_text()) == {"peer_id": first.peer_id}
 
 
-def test_uuid7_is_time_ordered_v7() -> None:
-    a, b = uuid7_hex(1_000), uuid7_hex(2_000)
-    assert a < b and a[12] == "7" and int(a[16], 16) & 0b1100 == 0b1000
+def test_the_peer_id_is_the_certificates_key_fingerprint(tmp_path: Path) -> None:
+    identity = load_or_create_identity(tmp_path)
+    cert = x509.load_pem_x509_certificate(identity.cert_path.read_bytes())
+    assert identity.peer_id == fingerprint(cert)
+    other = load_or_create_identity(tmp_path / "other")
+    assert other.peer_id != identity.peer_id, "a new key is a new peer"
+
+
+def test_a_copied_state_dir_is_the_same_identity(tmp_path: Path) -> None:
+    original = load_or_create_identity(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert load_or_create_identity(tmp_path / "b").peer_id == original.peer_id
+
+
+def refusal(state: Path) -> str:
+    with pytest.raises(PeerError) as refused:
+        load_or_create_identity(state)
+    assert refused.value.code == "bad-state-dir"
+    return refused.value.message
+
+
+def test_an_id_that_the_key_does_not_prove_is_refused(tmp_path: Path) -> None:
+    load_or_create_identity(tmp_path)
+    (tmp_path / "identity.json").write_text(json.dumps({"peer_id": "0" * 32}))
+    assert "is the key of peer" in refusal(tmp_path)
+
+
+def test_a_key_that_is_not_the_certificates_is_refused(tmp_path: Path) -> None:
+    load_or_create_identity(tmp_path / "a")
+    load_or_create_identity(tmp_path / "b")
+    shutil.copy(tmp_path / "b" / "tls-key.pem", tmp_path / "a" / "tls-key.pem")
+    assert "is not the key of" in refusal(tmp_path / "a")
+
+
+def test_an_id_whose_key_is_gone_is_refused_not_replaced(tmp_path: Path) -> None:
+    load_or_create_identity(tmp_path)
+    (tmp_path / "tls-key.pem").unlink()
+    assert "is gone" in refusal(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"{", b"[]", b'{"peer_id": 7}', b"\xff\xfe", b" " * 70_000]
+)
+def test_a_corrupt_identity_file_is_refused(tmp_path: Path, content: bytes) -> None:
+    load_or_create_identity(tmp_path)
+    (tmp_path / "identity.json").write_bytes(content)
+    refusal(tmp_path)
+
+
+def test_state_files_are_not_followed_through_links(tmp_path: Path) -> None:
+    load_or_create_identity(tmp_path / "a")
+    load_or_create_identity(tmp_path / "b")
+    (tmp_path / "a" / "tls-key.pem").unlink()
+    (tmp_path / "a" / "tls-key.pem").symlink_to(tmp_path / "b" / "tls-key.pem")
+    refusal(tmp_path / "a")

@@ -7,6 +7,9 @@ from pathlib import Path
 
 PEER = Path(__file__).parents[1] / "peer"
 MAX_LINES = 350
+# The wire vocabulary is declared in one file on purpose (as aioquic's quic/events.py is): one
+# place to read every message. It may grow a little past the rest, not without bound.
+LIMITS = {"peer.protocol": 400}
 
 
 def modules() -> dict[str, Path]:
@@ -38,7 +41,8 @@ def graph() -> dict[str, set[str]]:
 
 def test_no_module_is_long() -> None:
     long = {n: len(p.read_text().splitlines()) for n, p in modules().items()}
-    assert {n: lines for n, lines in long.items() if lines > MAX_LINES} == {}
+    over = {n: lines for n, lines in long.items() if lines > LIMITS.get(n, MAX_LINES)}
+    assert over == {}
 
 
 def test_only_the_entry_point_imports_the_node() -> None:

@@ -128,7 +128,7 @@ async def test_a_control_message_with_wrong_types_gets_a_refusal_not_silence(
         assert isinstance(reply, ErrorReply) and reply.code == "bad-message", hostile
     # The library was not touched by the string iterated as IDs ("a", "b" removed).
     assert a.node.links.table.peers[pid].library == {}
-    assert isinstance(await conn.request(GetGame("bfbc2")), GameFiles)
+    assert isinstance(await conn.request(GetGame("bfbc2", CHUNK)), GameFiles)
 
 
 async def test_a_request_handler_crash_is_answered_as_internal(
@@ -144,7 +144,7 @@ async def test_a_request_handler_crash_is_answered_as_internal(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(a.node.serving._descriptors, "describe", explode)
-    reply = await c.node.links.request(a.node.peer_id, GetGame("bfbc2"))
+    reply = await c.node.links.request(a.node.peer_id, GetGame("bfbc2", CHUNK))
     assert isinstance(reply, ErrorReply) and reply.code == "internal"
 
 
@@ -266,3 +266,23 @@ async def test_self_connect_through_another_address_is_refused_after_hello(
         await a.run("connect", addr=real)
     assert err.value.code == "self-connect"
     assert a.node.links.table.peers == {}
+
+
+async def test_sources_tuned_to_other_chunk_sizes_still_agree_on_the_same_bytes(
+    start: Start,
+) -> None:
+    """The vote is on content: each source describes the root in the receiver's chunk size."""
+    a, b = await start("a", chunk_size=CHUNK), await start("b", chunk_size=4 * CHUNK)
+    c = await start("c", chunk_size=2 * CHUNK)
+    for source in (a, b):
+        write_game(source.games, "bfbc2", CATALOG["bfbc2"], 9 * CHUNK + 3)
+    for peer in (a, b, c):
+        await ready(peer)
+    for source in (a, b):
+        await c.run("connect", addr=source.node.addr)
+    await c.run("download", game_id="bfbc2", install=False)
+    files = await c.wait("got-game-files", game_id="bfbc2")
+    assert len(files["sources"]) == 2 and files["rejected_sources"] == [], files
+    done = await c.wait("download-finished", game_id="bfbc2")
+    assert done["chunks"] == 5 + 1 + 1, "the receiver's 2-CHUNK layout (and two small files)"
+    assert digest_tree(c.games / "bfbc2") == digest_tree(a.games / "bfbc2")

@@ -80,7 +80,7 @@ REQUESTS = [
     Ping(PID),
     Goodbye(PID),
     LibraryDelta(PID, 0, 1, added=(summary("a"),), removed=("b",)),
-    GetGame("bfbc2"),
+    GetGame("bfbc2", 65536),
 ]
 REPLIES = [
     HelloAck(PROTOCOL_VERSION, PID, "h:1", 1, "t", 0, (summary("a"),)),

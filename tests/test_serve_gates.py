@@ -104,11 +104,11 @@ def test_bad_game_ids_are_refused(games: Path, game_id: object) -> None:
 
 
 def test_descriptors_skip_reserved_names_and_cache_hashes(games: Path) -> None:
-    cache = DescriptorCache(chunk_size=64)
-    files = cache.describe(games / "bfbc2")
+    cache = DescriptorCache()
+    files = cache.describe(games / "bfbc2", 64)
     assert [f.path for f in files] == ["bfbc2.eti", "version.ini"]
     assert [len(f.chunks) for f in files] == [2, 1]
-    assert cache.describe(games / "bfbc2") == files
+    assert cache.describe(games / "bfbc2", 64) == files
 
 
 @pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 128, 129])
@@ -119,13 +119,13 @@ def test_hash_chunks_counts(tmp_path: Path, size: int) -> None:
 
 
 def test_descriptor_cache_sees_a_same_size_rewrite(games: Path) -> None:
-    cache = DescriptorCache(chunk_size=64)
+    cache = DescriptorCache()
     archive = games / "bfbc2" / "bfbc2.eti"
-    before = cache.describe(games / "bfbc2")
+    before = cache.describe(games / "bfbc2", 64)
     stat = archive.stat()
     archive.write_bytes(b"y" * 100)  # same size, new bytes
     os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    after = cache.describe(games / "bfbc2")
+    after = cache.describe(games / "bfbc2", 64)
     assert [f.size for f in after] == [f.size for f in before]
     assert after[0].chunks != before[0].chunks, "a rewrite is hashed again"
     assert after[0].chunks == hash_chunks(archive, 64)
@@ -200,7 +200,7 @@ def test_descriptors_leave_out_symlinked_files_and_folders(games: Path) -> None:
     (root / "data" / "real.bin").write_bytes(b"real")
     (root / "data" / "linked-folder").symlink_to(elsewhere)
     (root / "linked-file.bin").symlink_to(games.parent / "outside.txt")
-    paths = [f.path for f in DescriptorCache(64).describe(root)]
+    paths = [f.path for f in DescriptorCache().describe(root, 64)]
     assert paths == ["bfbc2.eti", "data/real.bin", "version.ini"]
 
 
@@ -227,3 +227,32 @@ def test_refusals_tell_the_asking_peer_why(games: Path) -> None:
     with pytest.raises(PeerError) as err:
         authorize_chunk(games, CATALOG, frozenset(), "secret", chunk(token="forged"))
     assert err.value.message == "bad data token"
+
+
+def test_each_asker_gets_its_own_layout_of_the_same_bytes(games: Path) -> None:
+    """The vote is on content: any source describes a root in the layout the asker names."""
+    cache = DescriptorCache()
+    small, large = cache.describe(games / "bfbc2", 64), cache.describe(games / "bfbc2", 128)
+    archive = games / "bfbc2" / "bfbc2.eti"
+    assert {f.chunk_size for f in small} == {64} and {f.chunk_size for f in large} == {128}
+    assert small[0].chunks == hash_chunks(archive, 64)
+    assert large[0].chunks == hash_chunks(archive, 128)
+
+
+def test_only_the_latest_layouts_are_kept(games: Path) -> None:
+    cache = DescriptorCache()
+    for size in (64, 128, 256):
+        cache.describe(games / "bfbc2", size)
+    assert list(cache._layouts) == [128, 256]
+    cache.describe(games / "bfbc2", 128)
+    assert list(cache._layouts) == [256, 128], "asking again makes a layout the most recent"
+
+
+def test_a_layout_too_fine_to_fit_a_reply_is_refused_before_hashing(
+    games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.truncate(games / "bfbc2" / "bfbc2.eti", 800_000)  # 200,000 chunks of 4, and version.ini
+    monkeypatch.setattr("peer.transfer.serve.hash_chunks", lambda *_: pytest.fail("hashed"))
+    with pytest.raises(PeerError) as refused:
+        DescriptorCache().describe(games / "bfbc2", 4)
+    assert refused.value.code == "not-servable" and "larger chunks" in refused.value.message

@@ -57,6 +57,7 @@ class Source:
 
 @dataclass(frozen=True)
 class FetchSettings:
+    chunk_size: int  # the layout every source is asked to describe the files in
     depth: int
     progress_interval: float
 
@@ -114,11 +115,13 @@ async def collect_offers(
     return offers
 
 
-def _files_of(game_id: str) -> Callable[[Reply], tuple[FileDescriptor, ...]]:
+def _files_of(request: GetGame) -> Callable[[Reply], tuple[FileDescriptor, ...]]:
     def read(reply: Reply) -> tuple[FileDescriptor, ...]:
         offer = expect(reply, GameFiles)
-        if offer.game_id != game_id:
-            raise PeerError("bad-message", f"asked for {game_id}, got {offer.game_id}")
+        if offer.game_id != request.game_id:
+            raise PeerError("bad-message", f"asked for {request.game_id}, got {offer.game_id}")
+        if any(f.chunk_size != request.chunk_size for f in offer.files):
+            raise PeerError("bad-message", f"asked for {request.chunk_size}-byte chunks")
         return tuple(sorted(offer.files, key=lambda f: f.path))
 
     return read
@@ -252,7 +255,8 @@ async def download_game(
     sources: list[Source],
 ) -> dict[str, Any]:
     """Download `game_id` into `games_dir`; returns the figures for `download-finished`."""
-    offers = await collect_offers(ctx, game_id, sources, GetGame(game_id), _files_of(game_id))
+    ask = GetGame(game_id, settings.chunk_size)
+    offers = await collect_offers(ctx, game_id, sources, ask, _files_of(ask))
     validated = validate_descriptors(game_id, offers)
     if SENTINEL not in {f.path for f in validated.files}:
         raise PeerError("bad-metadata", f"the sources' file list of {game_id} has no {SENTINEL}")

@@ -18,7 +18,13 @@ from peer.catalog import Catalog
 from peer.errors import PeerError
 from peer.library import read_sentinel
 from peer.paths import RESERVED_ROOT_NAMES, check_game_id, check_relative_path
-from peer.protocol import ChunkRequest, FileDescriptor, StreamRequest, chunk_count
+from peer.protocol import (
+    MAX_DESCRIBED_CHUNKS,
+    ChunkRequest,
+    FileDescriptor,
+    StreamRequest,
+    chunk_count,
+)
 
 HASH_BLOCK = 1024 * 1024
 
@@ -144,21 +150,34 @@ def hash_chunks(path: Path, chunk_size: int) -> tuple[str, ...]:
 
 @dataclass
 class DescriptorCache:
-    """Hashes of served files, keyed by (path, size, mtime) so each file is hashed once."""
+    """Hashes of served files, keyed by (path, size, mtime) per chunk size, so a file is hashed
+    once per layout. Receivers choose the layout; only the `LAYOUTS` most recently asked for
+    are kept, so asking in many chunk sizes costs the asker time, not our memory."""
 
-    chunk_size: int
-    _cache: dict[tuple[str, int, int], tuple[str, ...]] = field(default_factory=dict)
+    LAYOUTS = 2
+    _layouts: dict[int, dict[tuple[str, int, int], tuple[str, ...]]] = field(default_factory=dict)
 
-    def describe(self, root: Path) -> tuple[FileDescriptor, ...]:
+    def describe(self, root: Path, chunk_size: int) -> tuple[FileDescriptor, ...]:
+        found = [(rel, (root / rel).stat()) for rel in transferable_files(root)]
+        total = sum(chunk_count(st.st_size, chunk_size) for _, st in found)
+        if total > MAX_DESCRIBED_CHUNKS:
+            raise PeerError(
+                "not-servable",
+                f"{root.name} would take {total} chunks of {chunk_size} bytes to describe;"
+                f" at most {MAX_DESCRIBED_CHUNKS} fit a reply: ask in larger chunks",
+            )
+        cache = self._layouts.pop(chunk_size, {})
+        self._layouts[chunk_size] = cache  # most recently asked last
+        while len(self._layouts) > self.LAYOUTS:
+            del self._layouts[next(iter(self._layouts))]
         files = []
-        for rel in transferable_files(root):
-            full = root / rel
-            st = full.stat()
-            key = (str(full), st.st_size, st.st_mtime_ns)
-            chunks = self._cache.get(key)
+        for rel, st in found:
+            key = (str(root / rel), st.st_size, st.st_mtime_ns)
+            chunks = cache.get(key)
             if chunks is None:
-                chunks = hash_chunks(full, self.chunk_size)
-                self._cache[key] = chunks
-            assert len(chunks) == chunk_count(st.st_size, self.chunk_size)
-            files.append(FileDescriptor(rel, st.st_size, self.chunk_size, chunks))
+                chunks = hash_chunks(root / rel, chunk_size)
+                if len(chunks) != chunk_count(st.st_size, chunk_size):
+                    raise PeerError("not-servable", f"{rel} changed while it was being described")
+                cache[key] = chunks
+            files.append(FileDescriptor(rel, st.st_size, chunk_size, chunks))
         return tuple(files)
