@@ -334,19 +334,27 @@ class PeerHandle:
         target: PeerHandle,
         request: dict[str, Any] | None = None,
         chunk: dict[str, Any] | None = None,
+        claim: str | None = None,
     ) -> dict[str, Any]:
-        """Ask `target` one raw question from inside this peer's world (`python -m peer.probe`)."""
+        """Ask `target` one raw question from inside this peer's world (`python -m peer.probe`).
+
+        With `claim`, the probe introduces itself as that peer id (a spoof); the answer is then
+        either `hello` (it was believed) or the refusal as `error`.
+        """
         argv = ["python3", "-m", "peer.probe", target.addr]
         if request is not None:
             argv += ["--request", json.dumps(request)]
         if chunk is not None:
             argv += ["--chunk", json.dumps(chunk)]
+        if claim is not None:
+            argv += ["--claim", claim]
         rc, out = self.run(*argv)
         answers: dict[str, Any] = {}
         for line in out.decode(errors="replace").splitlines():
             if line.startswith("{"):
                 answers.update(json.loads(line))
-        assert "hello" in answers, f"probe of {target.name} failed (rc={rc}): {out[-500:]!r}"
+        expected = {"hello", "error"} if claim else {"hello"}
+        assert expected & set(answers), f"probe of {target.name} failed (rc={rc}): {out[-500:]!r}"
         return answers
 
     # -- process -------------------------------------------------------------------------------
@@ -359,6 +367,17 @@ class PeerHandle:
         if not self.process.exited():
             self.process.kill()
         self.start(timeout=timeout)
+
+    def take_identity_of(self, other: PeerHandle, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Restart with a copy of `other`'s state dir (its key, so its peer id), as a user who
+        copied a configured peer's state dir to a second machine would. The files are replaced
+        under the running peer (a container cannot be written to once stopped), which reads
+        them only at start."""
+        for name in ("tls-key.pem", "tls-cert.pem", "identity.json"):
+            rc, data = other.run("cat", other.process.state_path(name))
+            assert rc == 0, f"cannot read {name} of {other.name}: {data[-300:]!r}"
+            self._put(self.process.state_path(name), data)
+        self.restart(timeout=timeout)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -376,6 +395,9 @@ class PeerHandle:
 
     def write(self, rel: str, data: bytes) -> None:
         """Create or replace a file in the games root atomically (as an external tool would)."""
+        self._put(self.process.path(rel), data)
+
+    def _put(self, path: str, data: bytes) -> None:
         script = (
             "import os, sys\n"
             "p = sys.argv[1]\n"
@@ -383,8 +405,8 @@ class PeerHandle:
             "open(p + '.tmp', 'wb').write(bytes.fromhex(sys.argv[2]))\n"
             "os.replace(p + '.tmp', p)\n"
         )
-        rc, out = self.run("python3", "-c", script, self.process.path(rel), data.hex())
-        assert rc == 0, f"cannot write {rel} on {self.name}: {out[-300:]!r}"
+        rc, out = self.run("python3", "-c", script, path, data.hex())
+        assert rc == 0, f"cannot write {path} on {self.name}: {out[-300:]!r}"
 
     def remove(self, rel: str) -> None:
         rc, out = self.run("rm", "-rf", self.process.path(rel))

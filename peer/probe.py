@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--request",
         type=json.loads,
-        help='control request, e.g. \'{"type":"get-game","game_id":"bfbc2"}\'',
+        help='control request, e.g. \'{"type":"get-game","game_id":"bfbc2","chunk_size":65536}\'',
     )
     p.add_argument(
         "--chunk",

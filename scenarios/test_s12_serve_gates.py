@@ -16,6 +16,10 @@ from harness.lab import Lab
 OK_CHUNK = {"game_id": "bfbc2", "path": "bfbc2.eti", "offset": 0, "length": 16}
 
 
+def get_game(game_id: str) -> dict[str, Any]:
+    return {"type": "get-game", "game_id": game_id, "chunk_size": 32 * 1024 * 1024}
+
+
 def refused(answer: dict[str, Any], key: str) -> tuple[str, str]:
     reply = answer[key]
     assert reply["type"] == "error", f"served what it must refuse: {answer}"
@@ -31,23 +35,21 @@ def test_s12_transfer_serving_gates(lab: Lab) -> None:
     client = lab.peer("client")
 
     # Control: the same probe gets a real answer for a servable game and chunk.
-    ok = client.probe(source, {"type": "get-game", "game_id": "bfbc2"}, OK_CHUNK)
+    ok = client.probe(source, get_game("bfbc2"), OK_CHUNK)
     assert ok["reply"]["type"] == "game-files" and ok["chunk"] == {"type": "chunk", "received": 16}
 
-    code, message = refused(
-        client.probe(source, {"type": "get-game", "game_id": "mystery-game"}), "reply"
-    )
+    code, message = refused(client.probe(source, get_game("mystery-game")), "reply")
     assert (code, "not in this peer's catalog" in message) == ("not-servable", True)
 
     source.run("rm", source.process.path("cnc4/version.ini"))
     for answer in (
-        client.probe(source, {"type": "get-game", "game_id": "cnc4"}),
+        client.probe(source, get_game("cnc4")),
         client.probe(source, None, {**OK_CHUNK, "game_id": "cnc4", "path": "cnc4.eti"}),
     ):
         code, message = refused(answer, "reply" if "reply" in answer else "chunk")
         assert (code, "not downloaded" in message) == ("not-servable", True)
 
-    code, message = refused(client.probe(stale, {"type": "get-game", "game_id": "cnc4"}), "reply")
+    code, message = refused(client.probe(stale, get_game("cnc4")), "reply")
     assert (code, "catalog wants" in message) == ("not-servable", True)
 
     source.send("install", game_id="bfbc2")
@@ -72,12 +74,12 @@ def test_s12_transfer_serving_gates(lab: Lab) -> None:
     source.send("download", game_id="cnctw", install=False)
     source.expect("download-begin", where={"game_id": "cnctw"}, since=mark)
     for answer in (
-        client.probe(source, {"type": "get-game", "game_id": "cnctw"}),
+        client.probe(source, get_game("cnctw")),
         client.probe(source, None, {**OK_CHUNK, "game_id": "cnctw", "path": "cnctw.eti"}),
     ):
         code, message = refused(answer, "reply" if "reply" in answer else "chunk")
         assert (code, "in progress" in message) == ("not-servable", True)
     assert source.events("download-finished", since=mark) == [], "the window was real"
     source.expect("download-finished", where={"game_id": "cnctw"}, since=mark, timeout=90)
-    again = client.probe(source, {"type": "get-game", "game_id": "cnctw"})
+    again = client.probe(source, get_game("cnctw"))
     assert again["reply"]["type"] == "game-files"

@@ -30,7 +30,8 @@ os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 def make_liar(lab: Lab, prober: PeerHandle) -> PeerHandle:
     liar = lab.peer("liar", fixture="fixture-alpha")
-    prober.probe(liar, {"type": "get-game", "game_id": "alienswarm"})  # liar hashes honestly
+    describe = {"type": "get-game", "game_id": "alienswarm", "chunk_size": 32 * 1024 * 1024}
+    prober.probe(liar, describe)  # the liar hashes honestly, in the receiver's chunk size
     path = liar.process.path("alienswarm/alienswarm.eti")
     rc, out = liar.run("python3", "-c", CORRUPT, path, str(CHUNK))
     assert rc == 0, out

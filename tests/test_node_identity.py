@@ -92,6 +92,9 @@ async def test_a_copied_state_dir_is_reported_everywhere_and_never_merged(
     [record] = observer.node.links.table.peers.values()
     assert (record.peer_id, record.addr) == (pid, original.node.addr), "the first one is kept"
     assert await observer.run("list-peers") == [record.to_json()]
+    if observer_dials:  # the clone had recorded the observer's Hello: the link's close drops it
+        await clone.wait("peer-lost", peer_id=seen_by, timeout=5)
+    assert clone.node.links.table.peers == {}
 
 
 async def test_a_clone_meeting_its_original_is_reported_by_both(
