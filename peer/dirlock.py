@@ -25,6 +25,16 @@ def made(directory: Path) -> Path:
     return directory
 
 
+def check_apart(state_dir: Path, games_dir: Path) -> None:
+    """Neither dir may hold the other: a state dir inside a game root would serve our private
+    key as one of its files, and a games dir inside the state dir would mix game IDs with it."""
+    state, games = os.path.realpath(state_dir), os.path.realpath(games_dir)
+    if os.path.commonpath([state, games]) in (state, games):
+        raise PeerError(
+            "bad-path", f"the state dir {state_dir} and games dir {games_dir} must not overlap"
+        )
+
+
 class DirLock:
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -24,7 +24,7 @@ from peer import console
 from peer.advert import LocalLibrary
 from peer.blocking import in_thread
 from peer.commands import Command
-from peer.dirlock import DirLock, made
+from peer.dirlock import DirLock, check_apart, made
 from peer.discovery import Discovery, advertised_host, should_dial
 from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
@@ -123,10 +123,11 @@ class Node:
 
     async def start(self) -> None:
         s = self.settings
-        self._locks = [DirLock(made(s.state_dir))]
+        check_apart(made(s.state_dir), made(self.library.games_dir))
+        self._locks = [DirLock(s.state_dir)]
         self.identity = load_or_create_identity(s.state_dir)
         self.library.peer_id = self.links.peer_id = self.peer_id
-        self._locks.append(DirLock(made(self.library.games_dir)))
+        self._locks.append(DirLock(self.library.games_dir))
         await in_thread(prepare_games_dir, self.library.games_dir, s.fixtures, s.catalog)
         self.links.endpoint = ControlEndpoint(
             self.identity,
@@ -163,7 +164,8 @@ class Node:
 
     def use_games_dir(self, games_dir: Path) -> None:
         """`set-game-dir`: take the new directory's lock, then let the old one go."""
-        lock = DirLock(made(games_dir))
+        check_apart(self.settings.state_dir, made(games_dir))
+        lock = DirLock(games_dir)
         self._locks.pop().release()
         self._locks.append(lock)
         self.library.games_dir = games_dir

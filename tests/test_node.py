@@ -286,3 +286,15 @@ async def test_sources_tuned_to_other_chunk_sizes_still_agree_on_the_same_bytes(
     done = await c.wait("download-finished", game_id="bfbc2")
     assert done["chunks"] == 5 + 1 + 1, "the receiver's 2-CHUNK layout (and two small files)"
     assert digest_tree(c.games / "bfbc2") == digest_tree(a.games / "bfbc2")
+
+
+async def test_set_game_dir_refuses_a_dir_holding_the_state_dir(start: Start) -> None:
+    a = await ready(await start("a"))
+    before = a.node.library.games_dir
+    for path in (a.node.settings.state_dir.parent, a.node.settings.state_dir / "games"):
+        with pytest.raises(PeerError) as err:
+            await a.run("set-game-dir", path=str(path))
+        assert err.value.code == "bad-path", err.value
+    assert a.node.library.games_dir == before
+    other = before.parent / "elsewhere"
+    assert (await a.run("set-game-dir", path=str(other)))["games_dir"] == str(other)

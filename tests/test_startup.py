@@ -88,3 +88,18 @@ def test_a_corrupt_identity(
     (tmp_path / "state" / "identity.json").write_text(content)
     code, errors = run(capsys, tmp_path)
     assert (code, [e["code"] for e in errors]) == (2, ["bad-state-dir"]), errors
+
+
+@pytest.mark.parametrize(
+    ("games", "state"),
+    [("games", "games/bfbc2/state"), ("state/games", "state"), ("same", "same")],
+    ids=["state-in-a-game-root", "games-in-state", "one-dir"],
+)
+def test_a_state_dir_and_games_dir_that_overlap(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, games: str, state: str
+) -> None:
+    """The state dir holds our private key: inside a game root it would be served."""
+    dirs = ("--games-dir", str(tmp_path / games), "--state-dir", str(tmp_path / state))
+    code, errors = run(capsys, tmp_path, *dirs)
+    assert (code, [e["code"] for e in errors]) == (2, ["bad-path"]), errors
+    assert not (tmp_path / state / "tls-key.pem").exists(), "refused before any key is made"
