@@ -9,9 +9,11 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 
@@ -23,6 +25,7 @@ from peer.node import Node
 from peer.output import Output
 from peer.protocol import MAX_CHUNK
 from peer.settings import Settings
+from peer.stdin import TOO_LONG, stdin_lines
 
 MAX_LINE = 1024 * 1024
 
@@ -80,13 +83,21 @@ def _chunk_size(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be positive")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but misuse is a refusal like any other: a JSON record, not only usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise PeerError("bad-argument", message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lanpeer", description=__doc__)
+    p = _Parser(prog="lanpeer", description=__doc__)
     p.add_argument("--games-dir", type=Path, required=True, help="games root to serve and fill")
     p.add_argument("--state-dir", type=Path, required=True, help="identity and markers")
     p.add_argument("--catalog", type=Path, help="catalog JSON (default: the bundled catalog)")
@@ -97,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GAME_ID",
         help="seed a tiny archive game (repeatable)",
     )
-    p.add_argument("--unrar", help="external unrar for real installs (default: fixture unpacker)")
+    p.add_argument(
+        "--unrar",
+        help="external unrar for real installs and streams (default: fixture unpacker); looked"
+        " up when used, so a missing one fails that install or stream, not the start",
+    )
     p.add_argument(
         "--listen",
         default=f"{DEFAULT.listen_host}:{DEFAULT.listen_port}",
@@ -192,24 +207,12 @@ async def _run_one(peer: Node, out: Output, line: str) -> None:
 
 
 async def serve_stdin(peer: Node, out: Output) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    lines = stdin_lines(sys.stdin.buffer, MAX_LINE)
     while not peer.stopping.is_set():
-        try:
-            raw = await reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            raw = exc.partial
-            if not raw:
-                break  # EOF: whoever drove us is gone
-        except asyncio.LimitOverrunError as exc:
-            await reader.readexactly(exc.consumed)
-            while True:  # drop the rest of the oversized line
-                try:
-                    await reader.readuntil(b"\n")
-                    break
-                except asyncio.LimitOverrunError as more:
-                    await reader.readexactly(more.consumed)
+        raw = await lines.get()
+        if raw is None:
+            break  # EOF: whoever drove us is gone
+        if raw is TOO_LONG:
             out.error(None, None, "line-too-long", f"command lines are limited to {MAX_LINE} bytes")
             continue
         line = raw.decode("utf-8", errors="replace").strip()
@@ -238,9 +241,13 @@ async def amain(settings: Settings, out: Output) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
     out = Output()
+    try:
+        args = build_parser().parse_args(argv)
+    except PeerError as exc:
+        out.error(None, None, exc.code, exc.message)
+        return 2
+    configure_logging(args.log_level)
     out.event("cli-started", argv=sys.argv[1:] if argv is None else argv)
     try:
         settings = settings_from_args(args)

@@ -55,6 +55,7 @@ OutcomeCode = Literal[
     "unauthorised",
     "write-failed",
     # the peer refused to start (one error record, then a non-zero exit)
+    "bad-argument",
     "bad-catalog",
     "bad-state-dir",
     "dir-in-use",

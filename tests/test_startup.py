@@ -103,3 +103,30 @@ def test_a_state_dir_and_games_dir_that_overlap(
     code, errors = run(capsys, tmp_path, *dirs)
     assert (code, [e["code"] for e in errors]) == (2, ["bad-path"]), errors
     assert not (tmp_path / state / "tls-key.pem").exists(), "refused before any key is made"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--bogus"],
+        ["--chunk-size", "-1"],
+        ["--chunk-size", "many"],
+        ["--ping-interval", "inf"],
+        ["--stale-timeout", "nan"],
+        ["--log-level", "loud"],
+    ],
+)
+def test_argument_misuse_is_a_json_refusal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    code, errors = run(capsys, tmp_path, *argv)
+    assert (code, [e["code"] for e in errors]) == (2, ["bad-argument"]), errors
+
+
+def test_a_missing_required_argument_is_a_json_refusal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--games-dir", "g"]) == 2
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (record["type"], record["code"]) == ("error", "bad-argument")
+    assert "--state-dir" in record["message"]
