@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf import IPVersion, NonUniqueNameException, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from peer.protocol import PROTOCOL_VERSION
@@ -25,8 +25,12 @@ Found = Callable[[str, str], None]  # (peer_id, "host:port")
 
 
 def should_dial(my_peer_id: str, their_peer_id: str) -> bool:
-    """The tie-break that keeps two mutually discovering peers to one connection."""
-    return my_peer_id < their_peer_id
+    """The tie-break that keeps two mutually discovering peers to one connection.
+
+    Our own id heard from another address is a second process holding our key (a copied
+    state dir): dial it, so that the Hello exchange reports the duplicate on both sides.
+    """
+    return my_peer_id <= their_peer_id
 
 
 def parse_announcement(
@@ -60,10 +64,15 @@ class Discovery:
             properties={"peer_id": self.peer_id, "proto_ver": str(PROTOCOL_VERSION)},
             server=f"lanpeer-{self.peer_id}.local.",
         )
-        await self._azc.async_register_service(info)
         self._browser = AsyncServiceBrowser(
             self._azc.zeroconf, SERVICE_TYPE, handlers=[self._on_change]
         )
+        try:
+            await self._azc.async_register_service(info)
+        except NonUniqueNameException:
+            # Another process announces our id (a copied state dir). Keep browsing: we hear
+            # its announcement, dial it, and Hello reports the duplicate on both sides.
+            log.warning("another peer announces our peer id", peer_id=self.peer_id)
 
     def _on_change(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
@@ -78,9 +87,8 @@ class Discovery:
         if not await info.async_request(zeroconf, 3000):
             return
         found = parse_announcement(info.properties, info.parsed_addresses(), info.port)
-        if found is None or found[0] == self.peer_id:
-            return
-        self.on_found(*found)
+        if found is not None and found != (self.peer_id, f"{self.host}:{self.port}"):
+            self.on_found(*found)  # our id at another address is a clone: `should_dial` dials it
 
     async def close(self) -> None:
         tasks: list[Any] = list(self._tasks)

@@ -14,3 +14,4 @@ def test_discovery_parses_only_compatible_announcements() -> None:
     assert parse_announcement({b"peer_id": b"short"}, ["10.0.0.2"], 4000) is None
     assert parse_announcement(good, [], 4000) is None
     assert should_dial("a" * 32, "b" * 32) != should_dial("b" * 32, "a" * 32)
+    assert should_dial("a" * 32, "a" * 32), "our id at another address is a clone: dial it"
