@@ -8,7 +8,7 @@ paths that leave a game root, and arbitrary bytes and JSON values (hypothesis).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import pytest
@@ -31,10 +31,14 @@ from peer.protocol import (
     Goodbye,
     Hello,
     HelloAck,
+    LaneReply,
+    LaneRequest,
     LibraryDelta,
     Ok,
     Ping,
     Pong,
+    Reply,
+    Request,
     StreamManifest,
     decode_lane_reply,
     decode_lane_request,
@@ -256,12 +260,12 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
     max_leaves=20,
 )
-type_names = st.sampled_from(
-    [
-        *("hello", "hello-ack", "ping", "pong", "goodbye", "ok", "library-delta", "get-game"),
-        *("game-files", "error", "get-chunk", "chunk", "x"),
-    ]
+TYPE_NAMES = (
+    *("hello", "hello-ack", "ping", "pong", "goodbye", "ok", "library-delta", "get-game"),
+    *("game-files", "get-stream", "stream-manifest", "duplicate-identity", "error"),
+    *("get-chunk", "chunk", "get-entries", "entry", "end", "x"),
 )
+type_names = st.sampled_from(TYPE_NAMES)
 
 
 @settings(max_examples=300, deadline=None)
@@ -382,3 +386,13 @@ def test_a_long_refusal_is_cut_to_what_a_peer_accepts() -> None:
     reply = ErrorReply.of(PeerError("not-servable", "x" * 5000))
     decoded = decode_reply(encode(reply))
     assert isinstance(decoded, ErrorReply) and decoded.message == "x" * 4096
+
+
+def test_the_fuzzed_type_names_cover_every_message() -> None:
+    """A message added to the protocol is fuzzed too: its tag must be in `type_names`."""
+    tags = {
+        cls.__struct_config__.tag
+        for union in (Request, Reply, LaneRequest, LaneReply)
+        for cls in get_args(union)
+    }
+    assert tags <= set(TYPE_NAMES), tags - set(TYPE_NAMES)
