@@ -1,8 +1,14 @@
-"""A lab is one scenario's world: a backend, the peers started in it, and their timelines."""
+"""A lab is one scenario's world: a backend, the peers started in it, and their timelines.
+
+The timeline (written as JSON per scenario, drawn by `harness.report`) holds each peer's
+records and stderr tail and a `lab` list: what the lab did (start, kill, restart, commands,
+file mutations, throttles, a wait that timed out, the test's failure), all on one clock.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +20,11 @@ class Lab:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.peers: list[PeerHandle] = []
+        self.actions: list[dict[str, Any]] = []  # the lab's own, not one peer's (a failure)
+
+    def note_failure(self, message: str) -> None:
+        """Mark the moment the scenario failed, with pytest's one-line reason."""
+        self.actions.append({"_t": time.monotonic(), "action": "failed", "message": message})
 
     def peer(
         self,
@@ -31,26 +42,35 @@ class Lab:
         handle.start(timeout=timeout)
         return handle
 
-    def timeline(self) -> dict[str, Any]:
-        """Every peer's records in order, with each record's time since the lab's first."""
-        t0 = min((p.records[0]["_t"] for p in self.peers if p.records), default=0.0)
+    def timeline(self, scenario: str) -> dict[str, Any]:
+        """Every peer's records and every lab action in order, timed since the lab's first."""
+        lab = [*self.actions, *({"peer": p.name, **a} for p in self.peers for a in p.actions)]
+        t0 = min(
+            [r["_t"] for p in self.peers for r in p.records[:1]] + [a["_t"] for a in lab],
+            default=0.0,
+        )
+
+        def timed(r: dict[str, Any]) -> dict[str, Any]:
+            return {"t": round(r["_t"] - t0, 3), **{k: v for k, v in r.items() if k != "_t"}}
+
         return {
-            p.name: {
-                "addr": p.addr,
-                "peer_id": p.peer_id,
-                "records": [
-                    {"t": round(r["_t"] - t0, 3), **{k: v for k, v in r.items() if k != "_t"}}
-                    for r in p.records
-                ],
-                "stderr_tail": p.stderr[-50:],
-                "non_json_stdout": p.garbage,
-            }
-            for p in self.peers
+            "scenario": scenario,
+            "peers": {
+                p.name: {
+                    "addr": p.addr,
+                    "peer_id": p.peer_id,
+                    "records": [timed(r) for r in p.records],
+                    "stderr_tail": p.stderr[-50:],
+                    "non_json_stdout": p.garbage,
+                }
+                for p in self.peers
+            },
+            "lab": [timed(a) for a in sorted(lab, key=lambda a: float(a["_t"]))],
         }
 
-    def write_timeline(self, path: Path) -> None:
+    def write_timeline(self, path: Path, scenario: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.timeline(), indent=1, default=str))
+        path.write_text(json.dumps(self.timeline(scenario), indent=1, default=str))
 
     def close(self) -> None:
         self.backend.close()

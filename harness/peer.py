@@ -2,7 +2,9 @@
 
 Every wait has a timeout, and every failed wait explains itself with the peer's last records and
 its stderr tail. Records are kept from the peer's first line, so "no event X happened" can be
-asserted over a whole window, not only the tail seen after some point.
+asserted over a whole window, not only the tail seen after some point. What the lab itself does
+to the peer (start, kill, restart, commands, file mutations, a wait that timed out) is kept in
+`actions`, so the run report can draw it beside what the peer said.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class PeerHandle:
         self.records: list[Record] = []
         self.stderr: list[str] = []
         self.garbage: list[str] = []  # stdout lines that were not JSON records (must stay empty)
+        self.actions: list[Record] = []  # what the lab did to this peer, for the timeline
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
         self.addr = ""
@@ -95,8 +98,20 @@ class PeerHandle:
                     self.records.append(record)
             self._cond.notify_all()
 
+    def _act(self, action: str, **fields: Any) -> None:
+        """Record one thing the lab did to this peer, timed on the records' clock."""
+        with self._cond:
+            self.actions.append({"_t": time.monotonic(), "action": action, **fields})
+
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Start (or restart) the peer and wait until it is ready to be connected to."""
+        """Start the peer and wait until it is ready to be connected to."""
+        self._start("start", timeout)
+
+    def _start(self, action: str, timeout: float) -> None:
+        rate = _flag(self.spec.args, "--max-upload-rate")
+        self._act(action, args=self.spec.peer_args())
+        if rate is not None:
+            self._act("throttle", max_upload_rate=rate)
         since = self.mark()
         self.process.start(self._sink)
         ready = self.expect("local-peer-ready", since=since, timeout=timeout)
@@ -129,7 +144,8 @@ class PeerHandle:
 
     def write_executable(self, path: str, text: str) -> None:
         """Write an executable script at `path` in this peer's world (see Backend.scratch)."""
-        rc, out = self.run("python3", "-c", _WRITE_EXECUTABLE, path, text)
+        self._act("write", path=path, bytes=len(text), executable=True)
+        rc, out = self.process.run(["python3", "-c", _WRITE_EXECUTABLE, path, text])
         assert rc == 0, f"cannot write {path} in {self.name}'s world: {out!r}"
 
     def expect_log(self, event: str, timeout: float = DEFAULT_TIMEOUT, **where: Any) -> Record:
@@ -165,6 +181,7 @@ class PeerHandle:
                     return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self._act("wait-timed-out", what=what, timeout_s=timeout)
                     raise AssertionError(
                         f"peer {self.name}: timed out after {timeout}s waiting for {what}\n"
                         + self.context()
@@ -177,6 +194,7 @@ class PeerHandle:
         """Send a command and return its result or error record."""
         request_id = next(self._ids)
         line = json.dumps({"cmd": cmd, "id": request_id, **args})
+        self._act("command", cmd=cmd, id=request_id, args=args)
         since = self.mark()
         self.write_line(line)
 
@@ -360,21 +378,23 @@ class PeerHandle:
     # -- process -------------------------------------------------------------------------------
 
     def kill(self) -> None:
+        self._act("kill")
         self.process.kill()
 
     def restart(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Kill if running, then start again with the same state dir and games root."""
         if not self.process.exited():
             self.process.kill()
-        self.start(timeout=timeout)
+        self._start("restart", timeout)
 
     def take_identity_of(self, other: PeerHandle, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Restart with a copy of `other`'s state dir (its key, so its peer id), as a user who
         copied a configured peer's state dir to a second machine would. The files are replaced
         under the running peer (a container cannot be written to once stopped), which reads
         them only at start."""
+        self._act("take-identity", of=other.name)
         for name in ("tls-key.pem", "tls-cert.pem", "identity.json"):
-            rc, data = other.run("cat", other.process.state_path(name))
+            rc, data = other._look("cat", other.process.state_path(name))
             assert rc == 0, f"cannot read {name} of {other.name}: {data[-300:]!r}"
             self._put(self.process.state_path(name), data)
         self.restart(timeout=timeout)
@@ -382,19 +402,26 @@ class PeerHandle:
     # -- files ---------------------------------------------------------------------------------
 
     def run(self, *argv: str) -> tuple[int, bytes]:
+        """Run a command in the peer's world; recorded, since it may change the peer's files."""
+        self._act("run", argv=[a[:80] for a in argv[:8]])
+        return self.process.run(list(argv))
+
+    def _look(self, *argv: str) -> tuple[int, bytes]:
+        """Run a read-only command in the peer's world (not a lab action worth recording)."""
         return self.process.run(list(argv))
 
     def exists(self, rel: str) -> bool:
-        rc, _ = self.run("test", "-e", self.process.path(rel))
+        rc, _ = self._look("test", "-e", self.process.path(rel))
         return rc == 0
 
     def read(self, rel: str) -> bytes:
-        rc, out = self.run("cat", self.process.path(rel))
+        rc, out = self._look("cat", self.process.path(rel))
         assert rc == 0, f"cannot read {rel} on {self.name}: {out[-300:]!r}"
         return out
 
     def write(self, rel: str, data: bytes) -> None:
         """Create or replace a file in the games root atomically (as an external tool would)."""
+        self._act("write", path=rel, bytes=len(data))
         self._put(self.process.path(rel), data)
 
     def _put(self, path: str, data: bytes) -> None:
@@ -405,11 +432,12 @@ class PeerHandle:
             "open(p + '.tmp', 'wb').write(bytes.fromhex(sys.argv[2]))\n"
             "os.replace(p + '.tmp', p)\n"
         )
-        rc, out = self.run("python3", "-c", script, path, data.hex())
+        rc, out = self.process.run(["python3", "-c", script, path, data.hex()])
         assert rc == 0, f"cannot write {path} on {self.name}: {out[-300:]!r}"
 
     def remove(self, rel: str) -> None:
-        rc, out = self.run("rm", "-rf", self.process.path(rel))
+        self._act("remove", path=rel)
+        rc, out = self.process.run(["rm", "-rf", self.process.path(rel)])
         assert rc == 0, f"cannot remove {rel} on {self.name}: {out[-300:]!r}"
 
     def files(self, game_id: str) -> list[str]:
@@ -432,7 +460,7 @@ class PeerHandle:
 
     def manifest(self, game_id: str, skip: tuple[str, ...] = NOT_TRANSFERRED) -> Manifest:
         root = self.process.path(game_id)
-        rc, out = self.run("python3", "-c", remote_script(root, list(skip)))
+        rc, out = self._look("python3", "-c", remote_script(root, list(skip)))
         assert rc == 0, f"manifest of {game_id} on {self.name} failed: {out[-500:]!r}"
         return Manifest.from_scan(json.loads(out))
 
@@ -440,9 +468,14 @@ class PeerHandle:
         """Each file member of these root archives (games-root relative) as `unrar p` prints it
         in this peer's world: member path -> (size, sha256)."""
         paths = [self.process.path(a) for a in archives]
-        rc, out = self.run("python3", "-c", rar_members_script(unrar, paths))
+        rc, out = self._look("python3", "-c", rar_members_script(unrar, paths))
         assert rc == 0, f"unrar p of {archives} on {self.name} failed: {out[-500:]!r}"
         return Manifest.from_scan(json.loads(out))
+
+
+def _flag(args: tuple[str, ...], name: str) -> str | None:
+    """The value after `name` in a peer's extra arguments, if it is there."""
+    return next((args[i + 1] for i, a in enumerate(args[:-1]) if a == name), None)
 
 
 def chunk_bytes_by_source(chunk_events: list[Record], path: str | None = None) -> dict[str, int]:

@@ -1,10 +1,11 @@
 """The lab's always-loaded pytest plugin (`-p harness.plugin` in pyproject.toml).
 
-It declares the `lanpeer` option group and registers the run log. It imports nothing heavy:
-the Docker SDK and testcontainers are imported only by `scenarios/conftest.py`, and only when
-scenarios run on Docker, so `pytest tests` never touches an engine. `--backend` is declared
-here rather than in that conftest because pytest reads options only from plugins and initial
-conftests: `pytest tests --backend local` must not be an error.
+It declares the `lanpeer` option group and registers the run log and the HTML report. It
+imports nothing heavy: the Docker SDK and testcontainers are imported only by
+`scenarios/conftest.py`, and only when scenarios run on Docker, so `pytest tests` never touches
+an engine. `--backend` is declared here rather than in that conftest because pytest reads
+options only from plugins and initial conftests: `pytest tests --backend local` must not be an
+error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 
 import pytest
 
+from harness.reporter import Reporter
 from harness.runlog import RunLog
 
 
@@ -33,4 +35,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(RunLog(config), "lanpeer-runlog")
+    runlog = RunLog(config)
+    config.pluginmanager.register(runlog, "lanpeer-runlog")
+    config.pluginmanager.register(Reporter(config, runlog), "lanpeer-report")

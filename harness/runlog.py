@@ -4,7 +4,8 @@
 process serves the `figure` fixture; only the controller (or an undistributed run) writes the
 file. Workers report outcomes through pytest's own report objects (xdist forwards them, with
 their `user_properties`), so the controller writes one entry per run, never torn. Timelines
-are written by the `lab` fixture (scenarios/conftest.py).
+are written by the `lab` fixture (scenarios/conftest.py); the controller's entries also feed the
+HTML report (`harness.reporter`), with or without a run log file.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Entry:
     outcome: str = "passed"
     duration: float = 0.0
     figures: dict[str, object] = field(default_factory=dict)
-    reason: str = ""
+    reason: str = ""  # one line: why it failed or was skipped
+    explanation: str = ""  # pytest's whole failure text
 
 
 class _WorkerNode(Protocol):
@@ -45,9 +47,9 @@ class RunLog:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         option = str(config.getoption("runlog") or "")
-        controller = not hasattr(config, "workerinput")
+        self.controller = not hasattr(config, "workerinput")
         # None: nothing to write here (a worker, or `--runlog ''`); the fixture still serves.
-        self.path: Path | None = config.rootpath / option if option and controller else None
+        self.path: Path | None = config.rootpath / option if option and self.controller else None
         self.entries: dict[str, Entry] = {}
         self.started = dt.datetime.now(dt.UTC)
         self.workers = 1  # an undistributed run; xdist tells the controller otherwise
@@ -58,7 +60,7 @@ class RunLog:
         self.workers = int(node.workerinput["workercount"])
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.path is not None and (report.when == "call" or report.failed or report.skipped):
+        if self.controller and (report.when == "call" or report.failed or report.skipped):
             self.add(report)
 
     @pytest.hookimpl(trylast=True)
@@ -98,15 +100,14 @@ class RunLog:
                 entry.reason = str(report.longrepr[2])
         elif report.failed:
             entry.outcome = "failed" if report.when == "call" else f"error ({report.when})"
-            entry.reason = (
-                str(report.longreprtext).strip().splitlines()[-1][:200]
-                if (report.longreprtext)
-                else ""
-            )
+            crash = getattr(report.longrepr, "reprcrash", None)
+            text = str(getattr(crash, "message", "") or report.longreprtext).strip()
+            entry.reason = text.splitlines()[0][:200] if text else ""
+            entry.explanation += report.longreprtext
 
     def render(self, backend: str, workers: str) -> str:
-        commit = _git("rev-parse", "--short", "HEAD") or "uncommitted"
-        changed = _git("status", "--porcelain", "--", ".", ":!RUNLOG.md")
+        commit = git("rev-parse", "--short", "HEAD") or "uncommitted"
+        changed = git("status", "--porcelain", "--", ".", ":!RUNLOG.md")
         dirty = " (with uncommitted changes)" if changed else ""
         counts: dict[str, int] = {}
         for e in self.entries.values():
@@ -135,7 +136,7 @@ def _scenario_key(sid: str) -> tuple[str, int]:
     return (sid[0], int(digits or 0))
 
 
-def _git(*args: str) -> str:
+def git(*args: str) -> str:
     try:
         done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
     except OSError:

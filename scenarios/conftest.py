@@ -116,6 +116,6 @@ def lab(request: pytest.FixtureRequest, worker_id: str) -> Iterator[Lab]:
         name = str(marker.args[0]) if marker else request.node.name
         timelines = request.config.rootpath / "artifacts" / "timelines" / run.run_id
         try:
-            the_lab.write_timeline(timelines / f"{name}.json")
+            the_lab.write_timeline(timelines / f"{name}.json", name)
         finally:
             the_lab.close()

@@ -2,8 +2,13 @@
 # Installs everything lanpeer's lab needs on a fresh Debian bookworm machine with Docker Engine:
 # host packages (rar/unrar from non-free, mmdebstrap for the base image) and the project
 # virtualenv. Idempotent: a second run only checks.
+#
+#   scripts/setup.sh            what every lab command needs
+#   scripts/setup.sh --browser  also headless Chromium from Debian (the report's browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+browser=0
+[ "${1:-}" = "--browser" ] && browser=1
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -12,6 +17,9 @@ need_apt=()
 command -v rar >/dev/null || need_apt+=(rar)
 command -v unrar >/dev/null || need_apt+=(unrar)
 command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+if [ "$browser" = 1 ] && ! command -v chromium >/dev/null; then
+  need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   # rar and unrar live in Debian's non-free component; the stock sources list only main.
   src=/etc/apt/sources.list.d/lanpeer-non-free.sources
