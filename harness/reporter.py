@@ -50,7 +50,12 @@ def explain(item: pytest.Item, report: pytest.TestReport) -> None:
     message = str(getattr(crash, "message", "") or "").strip()
     lab.note_failure(message.splitlines()[0][:300] if message else "failed")
     page = report_dir(item.config.rootpath, run.run_id) / pages.page_name(sid)
-    sections = [(f"lanpeer: {p.name}", p.context(last=12)) for p in lab.peers]
+    said = report.longreprtext  # a failed wait already shows its own peer's context
+    sections = [
+        (f"lanpeer: {p.name}", p.context(last=12))
+        for p in lab.peers
+        if f"--- peer {p.name} (" not in said
+    ]
     sections.append(("lanpeer: timeline", f"the scenario's timeline page: {page}"))
     add = getattr(report.longrepr, "addsection", None)
     for title, text in sections:
@@ -67,6 +72,7 @@ class Reporter:
         self.config = config
         self.runlog = runlog
         self.history: list[history.Run] = []
+        self.written: Path | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """Read RUNLOG.md before this run appends its own entry to it."""
@@ -92,10 +98,11 @@ class Reporter:
         run = self.config.stash.get(LAB_RUN, None)
         if not self.runlog.controller or run is None or not self.runlog.entries:
             return
-        path = write(self.config.rootpath, run.run_id, run.backend, self)
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_sep("-", f"lanpeer report: {path}")
+        self.written = write(self.config.rootpath, run.run_id, run.backend, self)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.written is not None:
+            terminalreporter.write_sep("-", f"lanpeer report: {self.written}")
 
     def rows(self) -> list[pages.Row]:
         return [
