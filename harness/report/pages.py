@@ -46,7 +46,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .trend{display:inline-flex;align-items:flex-end;gap:2px;height:18px}
 .spark{display:inline-block;width:7px;background:#1a7f37}.spark.failed{background:#c62828}
 .spark.skipped{background:#d9b600}
-.scroll{overflow-x:auto;border:1px solid #ddd;background:#fff}
+.scroll{overflow-x:auto;border:1px solid #ddd;background:#fff}.lanes{position:relative}
+.names{position:absolute;left:1px;top:1px;pointer-events:none}.names-bg{fill:#fff;opacity:.92}
 svg text{font:11px system-ui,sans-serif;fill:#222}
 .lane-bg{fill:#fafafa;fill-opacity:.75}.lane:nth-of-type(even) .lane-bg{fill:#eef2f7}
 .lane-name{font-weight:700;font-size:13px}.lane-addr{fill:#777}
@@ -66,7 +67,8 @@ pre{white-space:pre-wrap;font-size:12px;margin:4px 0}
 OPEN_AT_FAILURE = """
 addEventListener('load',()=>{const f=document.getElementById('failure');
 if(!f)return;const box=f.closest('.scroll');const x=f.x1.baseVal.value;
-box.scrollLeft=Math.max(0,x-box.clientWidth/2);document.body.dataset.opened='failure';});
+box.scrollLeft=Math.max(0,x-box.clientWidth/2);document.body.dataset.opened='failure';
+document.body.dataset.scrolled=String(Math.round(box.scrollLeft));});
 """
 
 
@@ -197,7 +199,7 @@ def scenario(run: RunInfo, row: Row, timeline: Timeline) -> str:
         f"<h1>{escape(row.sid)} <span class='{outcome_class(row.outcome)}'>"
         f"{escape(row.outcome)}</span></h1>"
         f'<div class="muted">{row.seconds:.1f} s · {_figures(row)}</div>{explain}'
-        f'<h2>timeline</h2><div class="scroll">{swimlanes(timeline, scale)}</div>'
+        f"<h2>timeline</h2>{swimlanes(timeline, scale)}"
         f'<div class="muted">{_legend()}</div>{plots}{details}'
         f"<h2>records</h2>{_records(timeline)}"
         + "".join(f"<div class='failed'>{escape(p)}</div>" for p in timeline.problems)

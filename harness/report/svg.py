@@ -161,7 +161,8 @@ def _lane(lane: Lane, top: float, rows: int, scale: Scale) -> tuple[list[str], f
 
 
 def swimlanes(timeline: Timeline, scale: Scale) -> str:
-    """One lane per peer (the lab's own first), marks on one time axis, the failure marked."""
+    """One lane per peer (the lab's own first), marks on one time axis, the failure marked;
+    in a sideways scrolling box, with the lane names kept in view."""
     parts: list[str] = []
     tops: dict[str, float] = {}
     y = float(AXIS)
@@ -197,10 +198,28 @@ def swimlanes(timeline: Timeline, scale: Scale) -> str:
     width = GUTTER + scale.width + PAD
     under, over = _axis(scale, total)
     return (
+        '<div class="lanes"><div class="scroll">'
         f'<svg class="swimlanes" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" '
         f'height="{total:.0f}" viewBox="0 0 {width:.0f} {total:.0f}">'
         + "".join([*under, *parts, *links, *failure, *over])
-        + "</svg>"
+        + "</svg></div>"
+        + _names(timeline, tops, total)
+        + "</div>"
+    )
+
+
+def _names(timeline: Timeline, tops: dict[str, float], total: float) -> str:
+    """The lane names again, in an overlay that stays put while the lanes scroll sideways."""
+    parts = [f'<rect class="names-bg" x="0" y="0" width="{GUTTER}" height="{total:.0f}"/>']
+    for lane in timeline.lanes:
+        top = tops[lane.name]
+        parts.append(
+            f'<text class="lane-name" x="8" y="{top + 18}">{escape(lane.name)}</text>'
+            f'<text class="lane-addr" x="8" y="{top + 32}">{escape(lane.addr)}</text>'
+        )
+    return (
+        f'<svg class="names" xmlns="http://www.w3.org/2000/svg" width="{GUTTER}" '
+        f'height="{total:.0f}">' + "".join(parts) + "</svg>"
     )
 
 
