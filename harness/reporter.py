@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,8 @@ def write(root: Path, run_id: str, backend: str, reporter: Reporter) -> Path:
         html = pages.scenario(info, row, timeline.decode(raw))
         (out / pages.page_name(row.sid)).write_text(html)
         written.add(row.sid)
+    xml = reporter.config.getoption("xmlpath", None)
+    junit = os.path.relpath(Path(xml).resolve(), out) if xml else ""
     index = out / "index.html"
-    index.write_text(pages.index(info, rows, [*reporter.history, now], written))
+    index.write_text(pages.index(info, rows, [*reporter.history, now], written, junit))
     return index

@@ -55,7 +55,7 @@ def test_a_multi_source_download_gets_cumulative_bytes_per_source() -> None:
     series = {s.source: s.points for s in plot.series}
     assert (plot.client, plot.game_id) == ("client", "alienswarm")
     assert series["survivor"] == ((5.3, 0), (6.0, 32 * mib), (6.4, 48 * mib))
-    assert series["victim"] == ((5.3, 0), (5.5, 32 * mib))
+    assert series["victim"] == ((5.3, 0), (5.5, 32 * mib), (6.4, 32 * mib))  # to the end
 
 
 def test_a_single_source_download_gets_no_plot() -> None:
@@ -132,11 +132,12 @@ def test_the_index_lists_failures_first_with_links_and_trends() -> None:
         pages.Row("S99", "failed", 2.0, reason="AssertionError: <nope>"),
         pages.Row("S20", "skipped", 0.0, reason="needs docker"),
     ]
-    html = pages.index(RUN, rows, history.parse(RUNLOG), {"S01", "S99"})
+    html = pages.index(RUN, rows, history.parse(RUNLOG), {"S01", "S99"}, "../junit.xml")
     order = re.findall(r'<tr data-scenario="(\w+)"', html)
     assert order == ["S99", "S01", "S20"]
     assert '<a href="S99.html#failure">S99</a>' in html and '<a href="S01.html">S01</a>' in html
     assert "S20.html" not in html  # no timeline, no page, no link
+    assert '<a href="../junit.xml">JUnit XML</a>' in html
     assert "&lt;nope&gt;" in html
     assert html.count('class="spark failed"') == 1 and html.count('class="spark passed"') == 2
 

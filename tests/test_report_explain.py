@@ -75,6 +75,7 @@ def test_a_failed_scenario_explains_itself_and_its_report_page_shows_it(
     report = root / "artifacts" / "report" / run_id
     index = (report / "index.html").read_text()
     assert '<a href="F01.html#failure">F01</a>' in index
+    assert '<a href="../../../junit.xml">JUnit XML</a>' in index
     plain = (report / "F01.html").read_text()
     assert 'id="failure"' in plain and "assert None is not None" in plain
     assert 'data-lane="lonely"' in plain and 'data-lane="other"' in plain

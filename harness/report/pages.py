@@ -110,8 +110,11 @@ def _figures(row: Row) -> str:
     return "; ".join(f"{escape(k)}={escape(str(v))}" for k, v in sorted(row.figures.items()))
 
 
-def index(run: RunInfo, rows: list[Row], history: list[Run], pages: set[str]) -> str:
-    """The run's matrix: outcome, seconds, figures and trend per scenario, failures first."""
+def index(
+    run: RunInfo, rows: list[Row], history: list[Run], pages: set[str], junit: str = ""
+) -> str:
+    """The run's matrix: outcome, seconds, figures and trend per scenario, failures first;
+    `junit` is the relative link to the run's JUnit XML, if it wrote one."""
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.outcome] = counts.get(row.outcome, 0) + 1
@@ -131,7 +134,9 @@ def index(run: RunInfo, rows: list[Row], history: list[Run], pages: set[str]) ->
     body = (
         f"<h1>lanpeer run {escape(run.run_id)}</h1>"
         f'<div class="muted">{escape(run.started)} · commit {escape(run.commit)} · backend '
-        f"{escape(run.backend)} · workers {escape(run.workers)}</div>"
+        f"{escape(run.backend)} · workers {escape(run.workers)}"
+        + (f' · <a href="{escape(junit)}">JUnit XML</a>' if junit else "")
+        + "</div>"
         f"<h2>{escape(summary)}</h2>"
         "<table><tr><th>scenario</th><th>outcome</th><th>seconds</th><th>figures</th>"
         "<th>last runs (RUNLOG.md)</th></tr>" + "".join(lines) + "</table>"
@@ -198,7 +203,9 @@ def scenario(run: RunInfo, row: Row, timeline: Timeline) -> str:
         f'<div><a href="index.html">← run {escape(run.run_id)}</a></div>'
         f"<h1>{escape(row.sid)} <span class='{outcome_class(row.outcome)}'>"
         f"{escape(row.outcome)}</span></h1>"
-        f'<div class="muted">{row.seconds:.1f} s · {_figures(row)}</div>{explain}'
+        f'<div class="muted">{row.seconds:.1f} s'
+        + (f" · {_figures(row)}" if row.figures else "")
+        + f"</div>{explain}"
         f"<h2>timeline</h2>{swimlanes(timeline, scale)}"
         f'<div class="muted">{_legend()}</div>{plots}{details}'
         f"<h2>records</h2>{_records(timeline)}"

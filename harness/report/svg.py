@@ -60,7 +60,7 @@ class Scale:
         ]
 
 
-def fit(times: list[float], density: float = 260.0) -> Scale:
+def fit(times: list[float], density: float = 180.0) -> Scale:
     """A scale for marks at `times`: busy stretches at `density` px/s (less if the drawing
     would pass `MAX_WIDTH`), quiet gaps squeezed."""
     ts = sorted(set(times)) or [0.0]
@@ -168,7 +168,7 @@ def swimlanes(timeline: Timeline, scale: Scale) -> str:
     y = float(AXIS)
     for lane in timeline.lanes:
         tops[lane.name] = y
-        rows = 6 if lane.name == "lab" else 4
+        rows = 6 if lane.name == "lab" else 5
         drawn, height = _lane(lane, y, rows, scale)
         parts += drawn
         y += height + 4

@@ -185,6 +185,10 @@ def _plots(client: str, records: list[dict[str, Any]], names: dict[str, str]) ->
             if chunk and isinstance(addr, str) and addr in totals and t >= began:
                 totals[addr] += int(_num(r.get("bytes")))
                 points[addr].append((t, totals[addr]))
+        last = max(p[-1][0] for p in points.values())
+        for p in points.values():  # every source's line runs to the end, a silent one flat
+            if p[-1][0] < last:
+                p.append((last, p[-1][1]))
         series = tuple(Series(names.get(a, a), tuple(p)) for a, p in points.items())
         plots.append(SourcePlot(client, _text(game), series))
     return plots
