@@ -70,6 +70,7 @@ def timeline() -> dict[str, Any]:
             },
             {"t": 5.55, "action": "kill", "peer": "victim"},
             {"t": 6.45, "action": "write", "peer": "survivor", "path": "cod5/version.ini"},
+            {"t": 6.46, "action": "take-identity", "peer": "victim", "of": "survivor"},
             {
                 "t": 16.5,
                 "action": "wait-timed-out",

@@ -26,6 +26,7 @@ def test_decode_puts_the_lab_lane_first_and_names_what_the_lab_did() -> None:
     assert "client connect → survivor" in lab  # the address is named after its peer
     assert lab["survivor throttled 24 MiB/s"].kind == "throttle"
     assert lab["survivor write cod5/version.ini"].kind == "file"
+    assert lab["victim takes survivor's identity"].target == "victim"
     client = {m.label: m.kind for m in tl.lanes[3].marks}
     assert client["download-source-excluded"] == "bad"
     assert client["← connect"] == "result"

@@ -145,6 +145,8 @@ def _lab_mark(action: dict[str, Any], names: dict[str, str]) -> Mark:
         rate = _text(action.get("max_upload_rate"))
         mib = f"{int(rate) / 2**20:g} MiB/s" if rate.isdigit() else rate
         return Mark(t, "throttle", f"{peer} throttled {mib}", detail, peer)
+    if what == "take-identity":
+        return Mark(t, "file", f"{peer} takes {_text(action.get('of'))}'s identity", detail, peer)
     if what == "wait-timed-out":
         return Mark(t, "failed", f"{peer} wait timed out", detail, peer)
     if what == "failed":
