@@ -133,7 +133,7 @@ def write(root: Path, run_id: str, backend: str, reporter: Reporter) -> Path:
     )
     rows = reporter.rows()
     now = history.Run(
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} (this run)",
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} {history.THIS_RUN}",
         {r.sid: history.Result(r.outcome, r.seconds) for r in rows},
     )
     written: set[str] = set()

@@ -133,14 +133,17 @@ def test_the_index_lists_failures_first_with_links_and_trends() -> None:
         pages.Row("S99", "failed", 2.0, reason="AssertionError: <nope>"),
         pages.Row("S20", "skipped", 0.0, reason="needs docker"),
     ]
-    html = pages.index(RUN, rows, history.parse(RUNLOG), {"S01", "S99"}, "../junit.xml")
+    runs = [*history.parse(RUNLOG), history.Run("2026-11-26 08:00 (this run)", {
+        "S99": history.Result("failed", 2.0)})]  # fmt: skip
+    html = pages.index(RUN, rows, runs, {"S01", "S99"}, "../junit.xml")
     order = re.findall(r'<tr data-scenario="(\w+)"', html)
     assert order == ["S99", "S01", "S20"]
-    assert '<a href="S99.html#failure">S99</a>' in html and '<a href="S01.html">S01</a>' in html
+    assert '<a href="S99.html#explanation">S99</a>' in html and '<a href="S01.html">S01</a>' in html
     assert "S20.html" not in html  # no timeline, no page, no link
     assert '<a href="../junit.xml">JUnit XML</a>' in html
     assert "&lt;nope&gt;" in html
     assert html.count('class="spark failed"') == 1 and html.count('class="spark passed"') == 2
+    assert html.count('class="spark failed now"') == 1  # this run's, marked
 
 
 class _FakeProcess:

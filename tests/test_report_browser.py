@@ -89,7 +89,8 @@ def test_chromium_draws_the_report(chromium: str, tmp_path: Path) -> None:
     (out / "S99.html").write_text(pages.scenario(run, row, timeline.decode(sample())))
     (out / "index.html").write_text(pages.index(run, [row], history.parse(""), {"S99"}))
 
-    dom = _browse(chromium, tmp_path / "profile", "--dump-dom", (out / "S99.html").as_uri()).stdout
+    page = (out / "S99.html").as_uri() + "#explanation"  # as the index links a failed one
+    dom = _browse(chromium, tmp_path / "profile", "--dump-dom", page).stdout
     assert re.search(r'<body data-opened="failure" data-scrolled="[1-9]\d*"', dom), dom[:500]
     lanes = re.findall(r'<g class="lane" data-lane="(\w+)">', dom)
     assert lanes == ["lab", "survivor", "victim", "client"]
@@ -97,10 +98,10 @@ def test_chromium_draws_the_report(chromium: str, tmp_path: Path) -> None:
     assert re.search(r'<g class="mark k-bad"[^>]*>.*?<text[^>]*>download-source-excluded</text>',
                      client)  # fmt: skip
     index = _browse(chromium, tmp_path / "profile", "--dump-dom", (out / "index.html").as_uri())
-    assert '<a href="S99.html#failure">S99</a>' in index.stdout
+    assert '<a href="S99.html#explanation">S99</a>' in index.stdout
 
     shot = out / "S99.png"
-    _browse(chromium, tmp_path / "profile", f"--screenshot={shot}", (out / "S99.html").as_uri())
+    _browse(chromium, tmp_path / "profile", f"--screenshot={shot}", page)
     width, height, rows = _pixels(shot.read_bytes())
     assert (width, height) == (WIDTH, HEIGHT)
     red = bytes(FAILURE_RED)

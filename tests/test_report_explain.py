@@ -74,7 +74,7 @@ def test_a_failed_scenario_explains_itself_and_its_report_page_shows_it(
     # The report: failures linked at their failure; each page opens there, with the lanes.
     report = root / "artifacts" / "report" / run_id
     index = (report / "index.html").read_text()
-    assert '<a href="F01.html#failure">F01</a>' in index
+    assert '<a href="F01.html#explanation">F01</a>' in index
     assert '<a href="../../../junit.xml">JUnit XML</a>' in index
     plain = (report / "F01.html").read_text()
     assert 'id="failure"' in plain and "assert None is not None" in plain

@@ -12,6 +12,7 @@ from html import escape
 
 _HEADING = re.compile(r"### (?P<when>.+?) UTC - (?P<summary>.*)\Z")
 _ROW = re.compile(r"\| (?P<sid>[A-Z]\d+) \| (?P<outcome>[^|]+?) \| (?P<seconds>\d+(?:\.\d+)?) \|")
+THIS_RUN = "(this run)"  # how the reporter labels the run being reported, last in the trend
 MAX_TEXT = 2_000_000  # characters of RUNLOG.md read; older runs beyond that are left out
 
 
@@ -61,8 +62,9 @@ def trend_html(points: list[tuple[str, Result]]) -> str:
     cells = []
     for when, r in points:
         height = 4 + 14 * r.seconds / peak
+        now = " now" if when.endswith(THIS_RUN) else ""
         cells.append(
-            f'<span class="spark {outcome_class(r.outcome)}" style="height:{height:.0f}px" '
+            f'<span class="spark {outcome_class(r.outcome)}{now}" style="height:{height:.0f}px" '
             f'title="{escape(when)}: {escape(r.outcome)}, {r.seconds:.1f} s"></span>'
         )
     return '<span class="trend">' + "".join(cells) + "</span>"

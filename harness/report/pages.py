@@ -45,7 +45,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .passed{color:#1a7f37}.failed{color:#c62828;font-weight:600}.skipped{color:#8a6d00}
 .trend{display:inline-flex;align-items:flex-end;gap:2px;height:18px}
 .spark{display:inline-block;width:7px;background:#1a7f37}.spark.failed{background:#c62828}
-.spark.skipped{background:#d9b600}
+.spark.skipped{background:#d9b600}.spark.now{outline:2px solid #222;outline-offset:1px}
 .scroll{overflow-x:auto;border:1px solid #ddd;background:#fff}.lanes{position:relative}
 .names{position:absolute;left:1px;top:1px;pointer-events:none}.names-bg{fill:#fff;opacity:.92}
 svg text{font:11px system-ui,sans-serif;fill:#222}
@@ -122,7 +122,7 @@ def index(
     lines = []
     for row in sorted(rows, key=lambda r: (outcome_class(r.outcome) != "failed", _key(r.sid))):
         failed = outcome_class(row.outcome) == "failed"
-        link = page_name(row.sid) + ("#failure" if failed else "")
+        link = page_name(row.sid) + ("#explanation" if failed else "")
         name = f'<a href="{link}">{escape(row.sid)}</a>' if row.sid in pages else escape(row.sid)
         note = f'<div class="failed">{escape(row.reason)}</div>' if row.reason else ""
         lines.append(
