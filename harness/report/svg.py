@@ -23,9 +23,11 @@ MAX_WIDTH = 9000.0
 PAD = 200  # right margin, for the last marks' labels
 AXIS = 28  # time axis height
 ROW = 13  # one label row
+MAX_ROWS = 8  # label rows per lane at most
 CHAR = 6.3  # estimated width of one label character (11px sans-serif)
 QUIET = frozenset({"progress", "result", "query"})  # marks drawn short and never labelled
 CONNECTED = frozenset({"start", "restart", "kill", "throttle", "file", "failed"})
+PRIORITY = {"bad": 0, "error": 0, "failed": 0, "kill": 0, "restart": 0, "mesh": 2, "local": 3}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -114,22 +116,31 @@ def _axis(scale: Scale, height: float) -> tuple[list[str], list[str]]:
 
 
 def _rows(marks: tuple[Mark, ...], scale: Scale, rows: int) -> list[int | None]:
-    """The label row of each mark (greedy, first row free at its x), None if no room."""
-    free = [float("-inf")] * rows
-    placed: list[int | None] = []
-    for mark in marks:
-        x = scale.x(mark.t)
-        row = None
-        if mark.kind not in QUIET:
-            row = next((i for i in range(rows) if free[i] <= x), None)
-            if row is not None:
-                free[row] = x + 4 + len(mark.label) * CHAR
-        placed.append(row)
+    """The label row of each mark, None if it gets no label: the most telling kinds are placed
+    first, each in the first row where it overlaps no label already there."""
+    taken: list[list[tuple[float, float]]] = [[] for _ in range(rows)]
+    placed: list[int | None] = [None] * len(marks)
+    order = sorted(
+        (i for i, m in enumerate(marks) if m.kind not in QUIET),
+        key=lambda i: (PRIORITY.get(marks[i].kind, 1), marks[i].t),
+    )
+    for i in order:
+        x0 = scale.x(marks[i].t)
+        x1 = x0 + 4 + len(marks[i].label) * CHAR
+        for row, spans in enumerate(taken):
+            if all(x1 <= a or b <= x0 for a, b in spans):
+                spans.append((x0, x1))
+                placed[i] = row
+                break
     return placed
 
 
-def _lane(lane: Lane, top: float, rows: int, scale: Scale) -> tuple[list[str], float]:
-    height = 30 + rows * ROW
+def _lane(lane: Lane, top: float, scale: Scale) -> tuple[list[str], float]:
+    """One lane, as tall as its labels need (up to `MAX_ROWS` rows; later labels are dropped)."""
+    marks = tuple(sorted(lane.marks, key=lambda m: m.t))
+    placed = _rows(marks, scale, MAX_ROWS)
+    used = max((r + 1 for r in placed if r is not None), default=0)
+    height = 30 + max(used, 3) * ROW
     out = [
         f'<g class="lane" data-lane="{escape(lane.name)}">',
         f'<rect class="lane-bg" x="0" y="{top}" width="{GUTTER + scale.width + PAD}" '
@@ -137,8 +148,7 @@ def _lane(lane: Lane, top: float, rows: int, scale: Scale) -> tuple[list[str], f
         f'<text class="lane-name" x="8" y="{top + 18}">{escape(lane.name)}</text>',
         f'<text class="lane-addr" x="8" y="{top + 32}">{escape(lane.addr)}</text>',
     ]
-    marks = tuple(sorted(lane.marks, key=lambda m: m.t))
-    for mark, row in zip(marks, _rows(marks, scale, rows), strict=True):
+    for mark, row in zip(marks, placed, strict=True):
         x = scale.x(mark.t)
         short = mark.kind in QUIET
         y1, y2 = top + (12 if short else 6), top + 22
@@ -168,8 +178,7 @@ def swimlanes(timeline: Timeline, scale: Scale) -> str:
     y = float(AXIS)
     for lane in timeline.lanes:
         tops[lane.name] = y
-        rows = 6 if lane.name == "lab" else 5
-        drawn, height = _lane(lane, y, rows, scale)
+        drawn, height = _lane(lane, y, scale)
         parts += drawn
         y += height + 4
     total = y
