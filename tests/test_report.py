@@ -48,6 +48,16 @@ def test_decode_survives_a_malformed_file() -> None:
         assert tl.lanes[0].name == "lab"
     broken = timeline.decode({"peers": {"b": {"records": "nope", "addr": 7}}, "lab": [3]})
     assert [lane.name for lane in broken.lanes] == ["lab", "b"]
+    for raw in [*garbage, {"peers": {"b": {"records": "nope", "addr": 7}}, "lab": [3]}]:
+        html = pages.scenario(RUN, pages.Row("S1", "passed", 0.0), timeline.decode(raw))
+        assert 'data-lane="lab"' in html  # still a page
+
+
+def test_telling_labels_win_a_crowded_spot() -> None:
+    crowd = tuple(timeline.Mark(1.0, "local", f"local-{i}", "") for i in range(12))
+    marks = (*crowd, timeline.Mark(1.0, "bad", "download-source-excluded", ""))
+    rows = svg._rows(marks, svg.fit([1.0]), svg.MAX_ROWS)
+    assert rows[-1] == 0 and rows.count(None) == len(marks) - svg.MAX_ROWS
 
 
 def test_a_multi_source_download_gets_cumulative_bytes_per_source() -> None:
