@@ -11,7 +11,10 @@ Nothing can be pulled, so both images are made locally:
 
 Each tag is a hash of the inputs that make the image, so "is the image current?" is a single
 ``images.get`` and a build happens only when an input changed. A global file lock makes parallel
-pytest-xdist workers and concurrent runs build once. Prebuild with ``python -m harness.image``.
+pytest-xdist workers and concurrent runs build once. With several engines (`--docker-host`), the
+image is built once, on the first engine that needs it, and shipped to each other engine under
+the same lock (`docker save | docker load` through this host, so an `ssh://` engine needs no
+registry either). Prebuild with ``python -m harness.image [--docker-host URL]...``.
 """
 
 from __future__ import annotations
@@ -21,18 +24,21 @@ import contextlib
 import hashlib
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 from filelock import FileLock
+
+from harness.backends.engines import run_engines
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = ROOT / ".cache"
@@ -67,6 +73,15 @@ LOCK_TIMEOUT_S = 1800.0
 KEEP_OLD_PEER_IMAGES = 2
 
 Progress = Callable[[str], None]
+
+
+def engine_client(url: str, timeout: int = 120) -> docker.DockerClient:
+    """A client of the engine at `url`, with the environment's TLS settings; `ssh://` goes
+    through the system's `ssh` (as the docker CLI does: ~/.ssh/config applies, no paramiko)."""
+    env = {**os.environ, "DOCKER_HOST": url}
+    return docker.from_env(
+        environment=env, use_ssh_client=url.startswith("ssh://"), timeout=timeout
+    )
 
 
 def _stderr_progress(line: str) -> None:
@@ -403,11 +418,25 @@ def _image_exists(client: docker.DockerClient, tag: str) -> bool:
     return True
 
 
-def ensure_peer_image(client: docker.DockerClient, progress: Progress = _stderr_progress) -> str:
+def _ship(donor: docker.DockerClient, client: docker.DockerClient, tag: str) -> None:
+    """`docker save TAG | docker load`, streamed through this host (no temporary file)."""
+    saved = donor.api.get_image(tag)  # a stream of tar chunks
+    for status in client.api.load_image(saved):
+        if "error" in status:
+            raise RuntimeError(f"loading {tag}: {status['error']}")
+    client.images.get(tag)
+
+
+def ensure_peer_image(
+    client: docker.DockerClient,
+    progress: Progress = _stderr_progress,
+    donors: Sequence[str] = (),
+) -> str:
     """Return the peer image tag for the current tree, building base and peer images if missing.
 
     Safe to call from every pytest-xdist worker at once: the fast path is one image lookup, and
-    builds happen under a global file lock, rechecking after the lock is taken.
+    builds happen under a global file lock, rechecking after the lock is taken. When one of the
+    `donors` (other engines of the run) already has the image, it is shipped from there instead.
     """
     start = time.monotonic()
     tag = peer_image_tag()
@@ -417,6 +446,19 @@ def ensure_peer_image(client: docker.DockerClient, progress: Progress = _stderr_
     lock = FileLock(str(LOCK_PATH), timeout=LOCK_TIMEOUT_S)
     progress(f"{tag} missing; taking the build lock {LOCK_PATH}")
     with lock:
+        if _image_exists(client, tag):
+            progress(f"{tag} was built or shipped meanwhile ({time.monotonic() - start:.1f}s)")
+            return tag
+        for url in donors:
+            donor = engine_client(url)
+            try:
+                if _image_exists(donor, tag):
+                    with _step(progress, f"shipping {tag} from {url}"):
+                        _ship(donor, client, tag)
+                    _remove_old_peer_images(client, tag, progress)
+                    return tag
+            finally:
+                donor.close()
         base = _ensure_base(client, progress)
         src = PEER_BUILD / "src"
         _snapshot_sources(src)
@@ -441,21 +483,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tags", action="store_true", help="only print the base and peer tags; build nothing"
     )
+    parser.add_argument(
+        "--docker-host",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an engine to prepare (repeatable); default DOCKER_HOST, else the local socket",
+    )
     args = parser.parse_args(argv)
     if args.tags:
         print(base_image_tag())
         print(peer_image_tag())
         return 0
-    client = docker.from_env()
-    start = time.monotonic()
-    tag = ensure_peer_image(client)
-    elapsed = time.monotonic() - start
-    base = base_image_tag()
-    if _image_exists(client, base):
-        print(f"base {base} {_image_size_mb(client, base):.0f} MB", file=sys.stderr)
-    print(f"peer {tag} {_image_size_mb(client, tag):.0f} MB", file=sys.stderr)
-    print(f"total {elapsed:.1f}s", file=sys.stderr)
-    print(tag)
+    engines = run_engines(args.docker_host, os.environ)
+    for i, url in enumerate(engines):
+        client = engine_client(url)
+        start = time.monotonic()
+        tag = ensure_peer_image(client, donors=engines[:i])
+        elapsed = time.monotonic() - start
+        base = base_image_tag()
+        if _image_exists(client, base):
+            print(f"base {base} {_image_size_mb(client, base):.0f} MB", file=sys.stderr)
+        print(f"peer {tag} {_image_size_mb(client, tag):.0f} MB on {url}", file=sys.stderr)
+        print(f"total {elapsed:.1f}s", file=sys.stderr)
+        print(tag)
+        client.close()
     return 0
 
 

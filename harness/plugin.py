@@ -28,6 +28,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "when an engine answers, else local); runs without scenarios ignore it",
     )
     group.addoption(
+        "--docker-host",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a Docker engine for scenario peers (unix://, tcp:// or ssh://); repeat it to spread "
+        "xdist workers over several engines. Default: DOCKER_HOST, else the local socket",
+    )
+    group.addoption(
         "--runlog",
         default="RUNLOG.md",
         help="file to append the run entry to, relative to the rootdir ('' = off)",

@@ -5,13 +5,15 @@ an engine anything; `pytest tests` never does. (`--backend` and `--runlog` are d
 `harness.plugin`, which every run loads.)
 
 Identity comes from pytest-xdist: the controller (or an undistributed pytest) chooses the
-backend and makes the run id once and hands both to its workers in `workerinput`; the worker id
-is xdist's `worker_id`. Cleanup: everything carries the run's labels and is removed per test,
-per worker at exit, and by the controller at session start (stale runs) and finish.
+backend and makes the run id once and hands both, with the run's Docker engines, to its workers
+in `workerinput`; the worker id is xdist's `worker_id`, and it picks the worker's engine.
+Cleanup: everything carries the run's labels and is removed per test, per worker at exit, and
+by the controller, on every engine, at session start (stale runs) and finish.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,23 +21,34 @@ from typing import Any
 import pytest
 
 from harness.backends.base import Backend
+from harness.backends.engines import EngineError, engine_for, run_engines
 from harness.lab import Lab
 from harness.labrun import LAB_RUN, WORKERINPUT_KEY, LabRun
 
+ENGINES = pytest.StashKey[tuple[str, ...]]()
+ENGINES_KEY = "lanpeer_engines"
 
-def _choose_backend(config: pytest.Config) -> tuple[str, str]:
+
+def _engines(config: pytest.Config) -> tuple[str, ...]:
+    try:
+        return run_engines(config.getoption("docker_host"), os.environ)
+    except EngineError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def _choose_backend(config: pytest.Config, engines: tuple[str, ...]) -> tuple[str, str]:
     wanted = config.getoption("backend")
     if wanted == "local":
         return "local", "--backend local"
     from harness.backends.docker import engine_problem
 
-    problem = engine_problem()
-    if wanted == "docker":
-        if problem:
-            raise pytest.UsageError(f"--backend docker, but the engine is unusable: {problem}")
-        return "docker", "--backend docker"
-    if problem:
-        return "local", f"auto: no usable Docker engine ({problem})"
+    problems = [p for p in map(engine_problem, engines) if p]
+    if wanted == "docker" or config.getoption("docker_host"):
+        if problems:
+            raise pytest.UsageError(f"an engine of this run is unusable: {'; '.join(problems)}")
+        return "docker", f"--backend {wanted}"
+    if problems:
+        return "local", f"auto: no usable Docker engine ({problems[0]})"
     return "docker", "auto: Docker engine answered"
 
 
@@ -43,28 +56,33 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None and WORKERINPUT_KEY in workerinput:
         config.stash[LAB_RUN] = LabRun.from_workerinput(workerinput[WORKERINPUT_KEY])
+        config.stash[ENGINES] = tuple(workerinput[ENGINES_KEY])
         return
+    engines = config.stash[ENGINES] = _engines(config)
     # The controller or an undistributed run; or, rarely, a worker whose controller never
     # loaded this file (`pytest -n 2 .`: scenarios/ is then no initial conftest directory):
     # such a worker chooses alone, under xdist's run id, which all its siblings share.
     run_id = str(workerinput["testrunuid"])[:12] if workerinput else uuid.uuid4().hex[:12]
-    name, why = _choose_backend(config)
+    name, why = _choose_backend(config, engines)
     config.stash[LAB_RUN] = LabRun(run_id=run_id, backend=name, why=why)
     if workerinput is None and name == "docker":
         from harness.backends.docker import sweep_stale
 
-        sweep_stale(run_id)
+        sweep_stale(run_id, engines)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist, on the controller: every worker gets the run the controller made."""
     node.workerinput[WORKERINPUT_KEY] = node.config.stash[LAB_RUN].to_workerinput()
+    node.workerinput[ENGINES_KEY] = list(node.config.stash[ENGINES])
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     run = config.stash[LAB_RUN]
-    return f"lanpeer backend: {run.backend} ({run.why}); run id {run.run_id}"
+    engines = config.stash[ENGINES]
+    where = f"; engines {', '.join(engines)}" if run.backend == "docker" else ""
+    return f"lanpeer backend: {run.backend} ({run.why}); run id {run.run_id}{where}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,14 +109,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if run.backend == "docker":
         from harness.backends.docker import sweep_run
 
-        sweep_run(run.run_id)
+        engines: tuple[str, ...] = session.config.stash[ENGINES]
+        sweep_run(run.run_id, engines)
 
 
-def _make_backend(run: LabRun, worker: str) -> Backend:
+def _make_backend(run: LabRun, worker: str, engines: tuple[str, ...]) -> Backend:
     if run.backend == "docker":
         from harness.backends.docker import DockerBackend
 
-        return DockerBackend(run.run_id, worker)
+        return DockerBackend(run.run_id, worker, engines)
     from harness.backends.local import LocalBackend
 
     return LocalBackend(run.run_id, worker)
@@ -108,7 +127,10 @@ def _make_backend(run: LabRun, worker: str) -> Backend:
 def lab(request: pytest.FixtureRequest, worker_id: str) -> Iterator[Lab]:
     """A fresh world per scenario; torn down (containers, network, temp dirs) even on failure."""
     run = request.config.stash[LAB_RUN]
-    the_lab = Lab(_make_backend(run, worker_id))
+    engines = request.config.stash[ENGINES]
+    the_lab = Lab(_make_backend(run, worker_id, engines))
+    if run.backend == "docker":  # which engine ran it: in the JUnit XML and the run report
+        request.node.user_properties.append(("engine", engine_for(worker_id, engines)))
     try:
         yield the_lab
     finally:

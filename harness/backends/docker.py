@@ -1,15 +1,20 @@
-"""Peers as Docker containers on one network per scenario.
+"""Peers as Docker containers on one network per scenario, on one of the run's engines.
 
 The container *is* the peer: its entrypoint is `lanpeer`, and the handle talks to it through the
 container's stdin/stdout by attaching before start (as `docker run` does), so no line is missed
 and a restart (`docker start` of the same container) keeps its state dir and games root.
 
-Cleanup without Ryuk: every container and network carries `lanpeer.run` and `lanpeer.worker`
-labels; a lab removes its own at teardown, each worker sweeps its own at exit, and the controller
-sweeps the run at session finish and stale runs at session start (scenarios/conftest.py).
+A run may use several engines (`--docker-host`, see engines.py): each worker keeps to one, so
+a scenario's peers and their bridge network are on one engine. Every engine is talked to through
+an explicit client of its own; nothing here reads or writes `DOCKER_HOST` (testcontainers did
+both, which is why its `Network` is no longer used).
 
-Importing this module imports the Docker SDK and testcontainers: only the scenario wiring does,
-and only when the run uses (or probes for) Docker.
+Cleanup: every container and network carries `lanpeer.run` and `lanpeer.worker` labels; a lab
+removes its own at teardown, each worker sweeps its own at exit, and the controller sweeps the
+run on every engine at session finish and stale runs at session start (scenarios/conftest.py).
+
+Importing this module imports the Docker SDK: only the scenario wiring does, and only when the
+run uses (or probes for) Docker.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
-import os
 import signal
 import sys
 import tarfile
 import threading
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +35,11 @@ import docker
 import docker.errors
 from docker.utils.socket import frames_iter
 from filelock import FileLock
-from testcontainers.core.network import Network
 
 from harness.backends.base import GAMES, STATE, LineSink, PeerSpec
+from harness.backends.engines import engine_for
 from harness.fixtures_builder import fixture_path
-from harness.image import ensure_peer_image
-
-# Ryuk (testcontainers' reaper) stays off: its image cannot be pulled here, and cleanup is ours
-# (labels and sweeps). testcontainers reads this when it first needs it, not at import.
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+from harness.image import engine_client, ensure_peer_image
 
 STALE_AFTER = dt.timedelta(hours=2)
 
@@ -47,19 +49,19 @@ def labels(run_id: str, worker: str) -> dict[str, str]:
     return {"lanpeer.test": "1", "lanpeer.run": run_id, "lanpeer.worker": worker}
 
 
-def engine_problem() -> str | None:
-    """Why the Docker backend cannot run here, or None when it can."""
+def engine_problem(url: str) -> str | None:
+    """Why the engine at `url` cannot run peers, or None when it can."""
     try:
-        client = docker.from_env(timeout=10)
+        client = engine_client(url, timeout=10)
         client.ping()
         client.close()
     except Exception as exc:  # any failure means: no usable engine
-        return f"{type(exc).__name__}: {exc}"
+        return f"{url}: {type(exc).__name__}: {exc}"
     return None
 
 
-def _sweep(filters: dict[str, Any], older_than: dt.timedelta | None = None) -> None:
-    client = docker.from_env()
+def _sweep(url: str, filters: dict[str, Any], older_than: dt.timedelta | None = None) -> None:
+    client = engine_client(url)
     now = dt.datetime.now(dt.UTC)
 
     def old(created: str) -> bool:
@@ -79,35 +81,38 @@ def _sweep(filters: dict[str, Any], older_than: dt.timedelta | None = None) -> N
     client.close()
 
 
-def sweep_run(run_id: str) -> None:
-    _sweep({"label": [f"lanpeer.run={run_id}"]})
+def sweep_run(run_id: str, engines: Sequence[str]) -> None:
+    for url in engines:
+        _sweep(url, {"label": [f"lanpeer.run={run_id}"]})
 
 
-def sweep_stale(current_run: str) -> None:
+def sweep_stale(current_run: str, engines: Sequence[str]) -> None:
     """Remove what crashed earlier runs left behind (not a concurrent run's fresh containers)."""
-    client = docker.from_env()
-    runs = {
-        c.labels.get("lanpeer.run")
-        for c in client.containers.list(all=True, filters={"label": ["lanpeer.test=1"]})
-    } | {
-        n.attrs["Labels"].get("lanpeer.run")
-        for n in client.networks.list(filters={"label": ["lanpeer.test=1"]})
-    }
-    client.close()
-    for run in runs - {current_run, None}:
-        _sweep({"label": [f"lanpeer.run={run}"]}, older_than=STALE_AFTER)
+    for url in engines:
+        client = engine_client(url)
+        runs = {
+            c.labels.get("lanpeer.run")
+            for c in client.containers.list(all=True, filters={"label": ["lanpeer.test=1"]})
+        } | {
+            n.attrs["Labels"].get("lanpeer.run")
+            for n in client.networks.list(filters={"label": ["lanpeer.test=1"]})
+        }
+        client.close()
+        for run in runs - {current_run, None}:
+            _sweep(url, {"label": [f"lanpeer.run={run}"]}, older_than=STALE_AFTER)
 
 
 _worker_sweep_registered = False
 
 
-def _register_worker_sweep(run_id: str, worker: str) -> None:
+def _register_worker_sweep(url: str, run_id: str, worker: str) -> None:
     """Backstop for a worker that dies between tests: sweep its own labels at exit/SIGTERM."""
     global _worker_sweep_registered
     if _worker_sweep_registered:
         return
     _worker_sweep_registered = True
-    atexit.register(_sweep, {"label": [f"lanpeer.run={run_id}", f"lanpeer.worker={worker}"]})
+    own = {"label": [f"lanpeer.run={run_id}", f"lanpeer.worker={worker}"]}
+    atexit.register(_sweep, url, own)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -218,22 +223,27 @@ class DockerBackend:
     name = "docker"
     unrar = "/usr/local/bin/unrar"  # the image's sidecar, as upstream ships it
 
-    def __init__(self, run_id: str, worker: str) -> None:
-        self.client = docker.from_env()
-        self.image = ensure_peer_image(self.client)
+    def __init__(self, run_id: str, worker: str, engines: Sequence[str]) -> None:
+        self.engine = engine_for(worker, engines)
+        self.client = engine_client(self.engine)
+        donors = [url for url in engines if url != self.engine]
+        self.image = ensure_peer_image(self.client, donors=donors)
         self.labels = labels(run_id, worker)
         self.peers: list[DockerPeer] = []
-        self._network: Network | None = None
-        _register_worker_sweep(run_id, worker)
+        self._network: Any = None
+        _register_worker_sweep(self.engine, run_id, worker)
 
     def scratch(self, name: str) -> str:
         return f"/tmp/{name}"  # in every container; gone with the container
 
     def network_name(self) -> str:
         if self._network is None:
-            self._network = Network(
-                docker_network_kw={"driver": "bridge", "labels": self.labels}
-            ).create()
+            run, worker = self.labels["lanpeer.run"], self.labels["lanpeer.worker"]
+            self._network = self.client.networks.create(
+                f"lanpeer-{run}-{worker}-{uuid.uuid4().hex[:6]}",
+                driver="bridge",
+                labels=self.labels,
+            )
         return str(self._network.name)
 
     def create(self, spec: PeerSpec) -> DockerPeer:
