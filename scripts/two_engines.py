@@ -8,9 +8,10 @@ own created beforehand and named with `--bridge` (never `--bridge none`: that de
 engine's docker0). Its scenario networks come from an address pool no host route uses.
 
 With br_netfilter on and FORWARD's policy DROP (the first engine's doing), bridged traffic
-between two containers of the second engine would be dropped: one ACCEPT rule for that pool,
-commented with this run's name, goes into DOCKER-USER (the chain the engine leaves to users)
-and is deleted at the end. Nothing else of the host's iptables or bridges is touched.
+between two containers of the second engine would be dropped: two ACCEPT rules, from that pool
+to that pool and to multicast (mDNS, X02), commented with this run's name, go into DOCKER-USER
+(the chain the engine leaves to users) and are deleted at the end. Nothing else of the host's
+iptables or bridges is touched.
 
 Then `pytest scenarios -n 4 --docker-host FIRST --docker-host SECOND` (workers alternate between
 the engines), a check that neither engine kept anything of the run, and the second engine's
@@ -42,6 +43,7 @@ from harness.image import engine_client
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = ipaddress.IPv4Network("10.213.0.0/17")  # the second engine's scenario networks
+MULTICAST = ipaddress.IPv4Network("224.0.0.0/4")
 BRIDGE_NET = ipaddress.IPv4Interface("10.213.255.1/24")  # its default bridge (unused by the lab)
 COPIED_SETTINGS = ("storage-driver", "storage-opts", "mtu", "log-driver", "log-opts")
 START_TIMEOUT_S = 60.0
@@ -82,10 +84,10 @@ class SecondEngine:
         self.data = Path(tempfile.mkdtemp(prefix="lanpeer-engine2-", dir="/var/tmp"))
         self.exec_root = Path(f"/run/{self.name}")
         self.url = f"unix://{self.exec_root}/docker.sock"
-        self.rule = [
-            "DOCKER-USER",
-            *("-s", str(POOL), "-d", str(POOL)),
-            *("-m", "comment", "--comment", self.name, "-j", "ACCEPT"),
+        self._comment = ["-m", "comment", "--comment", self.name]
+        self.rules = [
+            ["DOCKER-USER", "-s", str(POOL), "-d", str(dest), *self._comment, "-j", "ACCEPT"]
+            for dest in (POOL, MULTICAST)
         ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.bridge = False
@@ -101,7 +103,8 @@ class SecondEngine:
         if subprocess.run(["iptables", "-n", "-L", "DOCKER-USER"], capture_output=True).returncode:
             say("no DOCKER-USER chain: the first engine does not filter, no rule needed")
         else:
-            run("iptables", "-I", *self.rule)
+            for rule in self.rules:
+                run("iptables", "-I", *rule)
             self.ruled = True
         config = self.data / "daemon.json"
         config.write_text(json.dumps(daemon_settings()))
@@ -155,7 +158,8 @@ class SecondEngine:
         shutil.rmtree(self.exec_root, ignore_errors=True)
         shutil.rmtree(self.data, ignore_errors=True)
         if self.ruled:
-            run("iptables", "-D", *self.rule)
+            for rule in self.rules:
+                run("iptables", "-D", *rule)
         if self.bridge:
             run("ip", "link", "del", self.name)
         for path in (self.data, self.exec_root):
@@ -183,15 +187,6 @@ def leftovers(url: str, run_id: str) -> list[str]:
     found += [f"network {n.name}" for n in client.networks.list(filters=label)]
     client.close()
     return found
-
-
-def created_per_engine(url: str, run_id: str, since: float) -> int:
-    client = engine_client(url)
-    filters = {"type": "container", "event": "create", "label": f"lanpeer.run={run_id}"}
-    events = client.events(since=int(since), until=int(time.time()) + 1, filters=filters)
-    count = sum(1 for _ in events)
-    client.close()
-    return count
 
 
 def engines_of_scenarios(junit: Path) -> Counter[str]:
@@ -222,7 +217,6 @@ def main(pytest_args: list[str]) -> int:
         junit = ROOT / "artifacts" / "two-engines" / "junit.xml"
         junit.parent.mkdir(parents=True, exist_ok=True)
         argv = [python, "-m", "pytest", "scenarios", "-n", "4", *hosts, f"--junitxml={junit}"]
-        since = time.time()
         proc = subprocess.Popen([*argv, *pytest_args], cwd=ROOT, stdout=subprocess.PIPE)
         assert proc.stdout is not None
         run_id = ""
@@ -235,13 +229,10 @@ def main(pytest_args: list[str]) -> int:
         if not run_id:
             say("pytest never printed its run id; cannot check what it left")
             return rc or 1
+        per_engine = engines_of_scenarios(junit) if junit.exists() else Counter()
         left = {url: leftovers(url, run_id) for url in (first, second.url)}
         for url in (first, second.url):
-            made = created_per_engine(url, run_id, since)
-            say(f"{url}: {made} containers created, left behind: {left[url] or 'nothing'}")
-        if junit.exists():
-            for url, n in sorted(engines_of_scenarios(junit).items()):
-                say(f"{url}: {n} tests")
+            say(f"{url}: ran {per_engine[url]} tests; left behind: {left[url] or 'nothing'}")
     return rc or (1 if any(left.values()) else 0)
 
 

@@ -240,6 +240,14 @@ def test_alpha_and_bravo_share_identical_ggoo() -> None:
     assert alpha.game("ggoo") == bravo.game("ggoo")
 
 
+def test_mesh_fixtures_share_identical_css_and_mesh_c_has_none() -> None:
+    """X07's fan-out: css has 16 agreeing sources (mesh-a and mesh-b), mesh-c none."""
+    a, b, c = (fb.load_spec(f"fixture-mesh-{x}") for x in "abc")
+    assert a.game("css") == b.game("css")
+    assert [f.size for f in a.game("css").files] == [8 << 20]
+    assert "css" not in {g.id for g in c.games}
+
+
 def test_checked_in_fixture_shapes() -> None:
     alpha = fb.load_spec("fixture-alpha")
     assert [g.id for g in alpha.games] == ["alienswarm", "bf1942", "ggoo"]

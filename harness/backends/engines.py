@@ -17,8 +17,11 @@ MAX_URL = 512
 
 _FORMS = {
     "unix": re.compile(r"unix:///[^\s\x00]*\Z"),
-    "tcp": re.compile(r"tcp://[A-Za-z0-9.\-\[\]:]+:\d{1,5}\Z"),
-    "ssh": re.compile(r"ssh://([A-Za-z0-9._\-]+@)?[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?\Z"),
+    "tcp": re.compile(r"tcp://[A-Za-z0-9\[][A-Za-z0-9.\-\[\]:]*:\d{1,5}\Z"),
+    # Neither user nor host may start with "-": ssh would take it for an option.
+    "ssh": re.compile(
+        r"ssh://([A-Za-z0-9_][A-Za-z0-9._\-]*@)?[A-Za-z0-9\[][A-Za-z0-9.\-\[\]:]*(:\d{1,5})?\Z"
+    ),
 }
 _WORKER = re.compile(r"gw(\d+)\Z")
 
