@@ -76,12 +76,13 @@ Progress = Callable[[str], None]
 
 
 def engine_client(url: str, timeout: int = 120) -> docker.DockerClient:
-    """A client of the engine at `url`, with the environment's TLS settings; `ssh://` goes
-    through the system's `ssh` (as the docker CLI does: ~/.ssh/config applies, no paramiko)."""
-    env = {**os.environ, "DOCKER_HOST": url}
-    return docker.from_env(
-        environment=env, use_ssh_client=url.startswith("ssh://"), timeout=timeout
-    )
+    """A client of the engine at `url`, with the environment's TLS settings. `ssh://` goes
+    through paramiko (the SDK's default), which reads ~/.ssh/config (HostName, User,
+    IdentityFile, ProxyCommand; not Port: the SDK puts 22 in the URL first) and refuses a host
+    key that known_hosts lacks. Not the SDK's
+    shell-out to `ssh`: its sockets break `exec_run` (docker/docker-py#3218) and it spawns an
+    ssh per request (docker/docker-py#2966)."""
+    return docker.from_env(environment={**os.environ, "DOCKER_HOST": url}, timeout=timeout)
 
 
 def _stderr_progress(line: str) -> None:

@@ -16,6 +16,8 @@ iptables or bridges is touched.
 Then `pytest scenarios -n 4 --docker-host FIRST --docker-host SECOND` (workers alternate between
 the engines), a check that neither engine kept anything of the run, and the second engine's
 removal (daemon stopped, mounts gone, data and exec roots deleted, bridge and rule removed).
+With `--over-ssh` (first argument), the second engine is addressed as `ssh://lanpeer-engine`
+through a loopback SSH server (scripts/ssh_engine.py), so the ssh:// path is run for real.
 Needs root. Exit status: pytest's, or 1 when something was left behind.
 """
 
@@ -199,6 +201,8 @@ def engines_of_scenarios(junit: Path) -> Counter[str]:
 
 
 def main(pytest_args: list[str]) -> int:
+    over_ssh = pytest_args[:1] == ["--over-ssh"]
+    pytest_args = pytest_args[over_ssh:]
     if os.geteuid() != 0:
         say("needs root (it starts a dockerd and makes a bridge)")
         return 2
@@ -208,16 +212,26 @@ def main(pytest_args: list[str]) -> int:
     except Timeout:
         say(f"another two-engine run holds {LOCK}")
         return 2
-    with lock, second_engine() as second:
-        hosts = ["--docker-host", first, "--docker-host", second.url]
+    with lock, second_engine() as second, contextlib.ExitStack() as stack:
+        env = dict(os.environ)
+        url = second.url
+        if over_ssh:
+            from ssh_engine import SshEngine
+
+            front = SshEngine(second.url.removeprefix("unix://"), second.data / "home")
+            stack.callback(front.close)
+            env["HOME"] = str(front.home)
+            url = front.url
+            say(f"second engine reached as {url} through a loopback SSH server")
+        hosts = ["--docker-host", first, "--docker-host", url]
         python = str(ROOT / ".venv" / "bin" / "python")
         started = time.monotonic()
-        subprocess.run([python, "-m", "harness.image", *hosts], check=True, cwd=ROOT)
+        subprocess.run([python, "-m", "harness.image", *hosts], check=True, cwd=ROOT, env=env)
         say(f"image on both engines in {time.monotonic() - started:.1f}s")
         junit = ROOT / "artifacts" / "two-engines" / "junit.xml"
         junit.parent.mkdir(parents=True, exist_ok=True)
         argv = [python, "-m", "pytest", "scenarios", "-n", "4", *hosts, f"--junitxml={junit}"]
-        proc = subprocess.Popen([*argv, *pytest_args], cwd=ROOT, stdout=subprocess.PIPE)
+        proc = subprocess.Popen([*argv, *pytest_args], cwd=ROOT, stdout=subprocess.PIPE, env=env)
         assert proc.stdout is not None
         run_id = ""
         for raw in proc.stdout:
@@ -230,9 +244,11 @@ def main(pytest_args: list[str]) -> int:
             say("pytest never printed its run id; cannot check what it left")
             return rc or 1
         per_engine = engines_of_scenarios(junit) if junit.exists() else Counter()
-        left = {url: leftovers(url, run_id) for url in (first, second.url)}
-        for url in (first, second.url):
-            say(f"{url}: ran {per_engine[url]} tests; left behind: {left[url] or 'nothing'}")
+        left = {u: leftovers(u, run_id) for u in (first, second.url)}
+        for u, name in ((first, first), (second.url, url)):
+            say(f"{name}: ran {per_engine[name]} tests; left behind: {left[u] or 'nothing'}")
+        if over_ssh:
+            say(f"SSH sessions served: {front.sessions}")
     return rc or (1 if any(left.values()) else 0)
 
 
