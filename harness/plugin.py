@@ -1,7 +1,7 @@
 """The lab's always-loaded pytest plugin (`-p harness.plugin` in pyproject.toml).
 
 It declares the `lanpeer` option group and registers the run log and the HTML report. It
-imports nothing heavy: the Docker SDK and testcontainers are imported only by
+imports nothing heavy: the Docker SDK is imported only by
 `scenarios/conftest.py`, and only when scenarios run on Docker, so `pytest tests` never touches
 an engine. `--backend` is declared here rather than in that conftest because pytest reads
 options only from plugins and initial conftests: `pytest tests --backend local` must not be an

@@ -3,6 +3,8 @@
 Used for figures, never for assertions on speed: `sample` returns cumulative CPU seconds (user +
 system, every thread of the peer), the current RSS and the peak RSS since the last `reset_peak`
 (Linux's `clear_refs` 5 resets VmHWM), so a scenario can take the peak of one operation only.
+The peer is the one process whose argv holds `--state-dir` and its state dir, whatever the
+backend (a container's pid 1, a local subprocess).
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from harness.peer import PeerHandle
 
 _SCRIPT = """\
 import json, os, sys
-pid = sys.argv[1]
+def argv(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace").split("\\0")
+    except OSError:
+        return []
+mine = [p for p in os.listdir("/proc") if p.isdigit()
+        and any(a == "--state-dir" and b == sys.argv[1] for a, b in zip(argv(p), argv(p)[1:]))]
+if len(mine) != 1:
+    sys.exit(f"{len(mine)} processes run with --state-dir {sys.argv[1]}")
+pid = mine[0]
 if sys.argv[2] == "reset":
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
@@ -35,8 +46,9 @@ class Usage:
 
 
 def sample(peer: PeerHandle, reset_peak: bool = False) -> Usage:
-    pid = str(peer.process.pid())
-    rc, out = peer.run("python3", "-c", _SCRIPT, pid, "reset" if reset_peak else "read")
-    assert rc == 0, f"cannot read /proc/{pid} of {peer.name}: {out[-300:]!r}"
+    state = peer.process.state_path("").rstrip("/")
+    # process.run, not peer.run: a measurement, not a lab action for the timeline
+    rc, out = peer.process.run(["python3", "-c", _SCRIPT, state, "reset" if reset_peak else "read"])
+    assert rc == 0, f"cannot read /proc of {peer.name}: {out[-300:]!r}"
     data = json.loads(out)
     return Usage(float(data["cpu_s"]), int(data["rss_kib"]), int(data["peak_kib"]))

@@ -51,9 +51,6 @@ class PeerProcess(Protocol):
 
     def exited(self) -> bool: ...
 
-    def pid(self) -> int:
-        """The peer's process id as `run` sees it (for reading its /proc entry)."""
-
     def run(self, argv: list[str]) -> tuple[int, bytes]:
         """Run a command in the peer's world (container or host) and return (rc, stdout)."""
 

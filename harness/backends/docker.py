@@ -202,9 +202,6 @@ class DockerPeer:
             return True
         return bool(self.container.status != "running")
 
-    def pid(self) -> int:
-        return 1  # the container's entrypoint is the peer
-
     def stop(self) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             self.container.remove(force=True, v=True)

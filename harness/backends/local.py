@@ -90,10 +90,6 @@ class LocalPeer:
     def exited(self) -> bool:
         return self.proc is None or self.proc.poll() is not None
 
-    def pid(self) -> int:
-        assert self.proc is not None, "the peer has not been started"
-        return self.proc.pid
-
     def stop(self) -> None:
         self.kill()
 
