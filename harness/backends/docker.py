@@ -64,13 +64,19 @@ def _sweep(url: str, filters: dict[str, Any], older_than: dt.timedelta | None = 
     client = engine_client(url)
     now = dt.datetime.now(dt.UTC)
 
-    def old(created: str) -> bool:
+    def old(created: str | int) -> bool:
+        """`Created` is epoch seconds in a container list, an ISO time in a network's."""
         if older_than is None:
             return True
-        stamp = dt.datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00")
+        if isinstance(created, int):
+            stamp = dt.datetime.fromtimestamp(created, dt.UTC)
+        else:
+            stamp = dt.datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00")
         return now - stamp > older_than
 
-    for c in client.containers.list(all=True, filters=filters):
+    # sparse: the list call alone; a full list inspects each container and raises NotFound
+    # when a concurrent run removes one in between.
+    for c in client.containers.list(all=True, filters=filters, sparse=True):
         if old(c.attrs["Created"]):
             with contextlib.suppress(docker.errors.APIError):
                 c.remove(force=True, v=True)
@@ -91,8 +97,10 @@ def sweep_stale(current_run: str, engines: Sequence[str]) -> None:
     for url in engines:
         client = engine_client(url)
         runs = {
-            c.labels.get("lanpeer.run")
-            for c in client.containers.list(all=True, filters={"label": ["lanpeer.test=1"]})
+            (c.attrs.get("Labels") or {}).get("lanpeer.run")
+            for c in client.containers.list(
+                all=True, filters={"label": ["lanpeer.test=1"]}, sparse=True
+            )
         } | {
             n.attrs["Labels"].get("lanpeer.run")
             for n in client.networks.list(filters={"label": ["lanpeer.test=1"]})
