@@ -17,11 +17,12 @@ LOCAL_DIR = "local"
 STAGING_DIR = ".local.installing"
 BACKUP_DIR = ".local.backup"
 OWNED_MARKER = ".lanspread_owned"
+PROGRESS = ".lanpeer-progress"  # a download's verified chunks, for resuming it (transfer.resume)
 ARCHIVE_SUFFIX = ".eti"
 
 # Names inside a game root that belong to the peer's own bookkeeping and are never transferred.
 RESERVED_ROOT_NAMES = frozenset(
-    {LOCAL_DIR, STAGING_DIR, BACKUP_DIR, SENTINEL_TMP, ".lanspread.json", ".lanspread"}
+    {LOCAL_DIR, STAGING_DIR, BACKUP_DIR, SENTINEL_TMP, PROGRESS, ".lanspread.json", ".lanspread"}
 )
 
 # `\Z`, not `$`: `$` also matches before a trailing newline.

@@ -21,6 +21,7 @@ import pytest
 
 from peer.errors import PeerError
 from peer.events import Event
+from peer.paths import PROGRESS
 from peer.protocol import (
     ChunkRequest,
     EntryHeader,
@@ -31,8 +32,9 @@ from peer.protocol import (
     Reply,
     StreamRequest,
 )
-from peer.transfer import disk
+from peer.transfer import disk, fetch
 from peer.transfer.fetch import FetchSettings, Source, download_game
+from peer.transfer.plan import chunks_of
 from peer.transfer.serve import DescriptorCache
 
 GAME = "g1"
@@ -720,6 +722,8 @@ async def test_the_events_of_a_download_describe_it(
             "files": len(files),
             "chunks": len(chunk_keys(src)),
             "sources": ["a:4000", "b:4000"],
+            "resumed_chunks": 0,
+            "resumed_bytes": 0,
         }
     ]
     names = [event for event, _fields in ctx.events]
@@ -736,7 +740,7 @@ async def test_progress_reports_the_bytes_so_far_and_a_rate(
     # chunk is in, so the report's figures are known exactly.
     reported = ctx.when(lambda event, _f: event == "download-progress")
     fast, slow = ctx.add("fast", src), ctx.add("slow", src, gated(reported, honest(src)))
-    settings = FetchSettings(chunk_size=CHUNK, depth=1, progress_interval=0.05)
+    settings = FetchSettings(chunk_size=CHUNK, depth=1, progress_interval=0.3)  # chunks fsync
 
     async with asyncio.timeout(LIMIT):
         await download_game(ctx, settings, games, GAME, VERSION, [fast, slow])
@@ -744,7 +748,7 @@ async def test_progress_reports_the_bytes_so_far_and_a_rate(
     first = ctx.named("download-progress")[0]
     rate = first.pop("bytes_per_second")
     assert first == {"game_id": GAME, "downloaded_bytes": total - CHUNK, "total_bytes": total}
-    # About 0.05 s in: the rate is bytes per second, far above the bytes so far.
+    # About 0.3 s in: the rate is bytes per second, above the bytes so far.
     assert isinstance(rate, int) and rate > first["downloaded_bytes"]
     assert digests(games / GAME) == digests(src)
 
@@ -1063,3 +1067,121 @@ def test_a_path_through_a_linked_folder_would_leave_the_root(tmp_path: Path) -> 
         "path 'sub/x.bin' would leave the game root",
     )
     assert disk.target_path(root, "version.ini") == root / ".version.ini.tmp"
+
+
+# -- resuming after a crash -----------------------------------------------------------------------
+
+
+def failing_from(root: Path, path: str, offset: int) -> Behaviour:
+    """Honest up to chunk (`path`, `offset`); from there on the connection drops."""
+
+    async def serve(request: ChunkRequest) -> AsyncIterator[bytes]:
+        if (request.path, request.offset) >= (path, offset):
+            raise PeerError("peer-unreachable", "gone")
+        async for piece in honest(root)(request):
+            yield piece
+
+    return serve
+
+
+def record_names_only_verified_chunks(root: Path, src: Path) -> Callable[[], None]:
+    """A check for every event (a kill point): each chunk the on-disk record names hashes
+    right on disk at that moment."""
+    chunks = chunks_of(DescriptorCache(CHUNK).describe(src))
+
+    def check() -> None:
+        record = disk.load_progress(root)
+        if record is not None:
+            named = [chunks[i] for i in record.verified]
+            assert all(disk.verified_on_disk(root, named)), record
+
+    return check
+
+
+async def test_a_second_attempt_fetches_only_what_the_first_did_not_verify(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    root = games / GAME
+    ctx.checks.append(record_names_only_verified_chunks(root, src))
+    first = await download_fails(ctx, games, [ctx.add("a", src, failing_from(src, "data.bin", 16))])
+    assert first.code == "sources-lost"
+    assert not (root / "version.ini").exists()
+    kept = {(d["path"], d["offset"]) for d in ctx.named("download-chunk-finished")}
+    assert kept == {("data.bin", 0), ("data.bin", 8)}
+
+    again = FakeContext()
+    again.checks.append(record_names_only_verified_chunks(root, src))
+    await download(again, games, [again.add("b", src)])
+
+    asked = {(r.path, r.offset) for _h, r in again.lane.requests}
+    assert asked == chunk_keys(src) - kept
+    assert digests(root) == digests(src)
+    [begin] = again.named("download-begin")
+    assert (begin["resumed_chunks"], begin["resumed_bytes"]) == (2, 2 * CHUNK)
+    assert not (root / PROGRESS).exists(), "a finished download leaves no record"
+
+
+async def test_a_recorded_chunk_whose_bytes_changed_on_disk_is_fetched_again(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    root = games / GAME
+    await download_fails(ctx, games, [ctx.add("a", src, failing_from(src, "data.bin", 16))])
+    with open(root / "data.bin", "r+b") as f:  # one flipped byte in the recorded chunk @8
+        f.seek(9)
+        byte = f.read(1)
+        f.seek(9)
+        f.write(bytes([byte[0] ^ 1]))
+
+    again = FakeContext()
+    await download(again, games, [again.add("b", src)])
+
+    asked = {(r.path, r.offset) for _h, r in again.lane.requests}
+    assert asked == chunk_keys(src) - {("data.bin", 0)}
+    assert digests(root) == digests(src)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"data.bin": pattern(4 * CHUNK, seed=9)},  # same sizes, other bytes
+        {"extra.bin": b"x"},  # another file set
+    ],
+)
+async def test_a_record_made_for_other_descriptors_is_discarded(
+    ctx: FakeContext, games: Path, src: Path, tmp_path: Path, change: dict[str, bytes]
+) -> None:
+    await download_fails(ctx, games, [ctx.add("a", src, failing_from(src, "data.bin", 16))])
+    files = {p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    del files["version.ini"]
+    newer = make_root(tmp_path / "newer", {**files, **change})
+
+    again = FakeContext()
+    await download(again, games, [again.add("b", newer)])
+
+    asked = {(r.path, r.offset) for _h, r in again.lane.requests}
+    assert asked == chunk_keys(newer), "nothing of the old record was trusted"
+    assert digests(games / GAME) == digests(newer)
+    assert again.named("download-begin")[0]["resumed_chunks"] == 0
+
+
+async def test_a_chunk_is_recorded_only_once_synced(
+    ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = games / GAME
+    synced: list[int] = []
+    seen: list[tuple[int, int]] = []
+    real_save = disk.save_progress
+
+    def save(where: Path, progress: Any) -> None:
+        seen.append((len(progress.verified), len(synced)))
+        real_save(where, progress)
+
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(fd))
+    monkeypatch.setattr(fetch, "save_progress", save)
+    monkeypatch.setattr(disk, "save_progress", save)
+    await download(ctx, games, [ctx.add("a", src)])
+
+    assert seen[0] == (0, 0)  # the fresh record, before any chunk
+    assert all(n <= fsyncs for n, fsyncs in seen), seen  # never more chunks than syncs
+    assert len(seen) == 1 + len(chunk_keys(src))
+    assert not (root / PROGRESS).exists()

@@ -4,6 +4,7 @@ last; and the figures a finished transfer reports."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -11,8 +12,17 @@ from typing import Any
 
 from peer.errors import PeerError
 from peer.install import KEPT_ON_CANCEL, remove_tree
-from peer.paths import RESERVED_ROOT_NAMES, SENTINEL, SENTINEL_TMP
+from peer.paths import PROGRESS, RESERVED_ROOT_NAMES, SENTINEL, SENTINEL_TMP
 from peer.protocol import FileDescriptor
+from peer.transfer.plan import Chunk
+from peer.transfer.resume import (
+    MAX_RECORD,
+    Progress,
+    claimed_chunks,
+    decode_progress,
+    encode_progress,
+    fingerprint,
+)
 
 MIB = 1024 * 1024
 
@@ -56,9 +66,6 @@ def figures(
         "chunks": chunks,
         "bytes_per_source": bytes_per_source,
     }
-
-
-KEPT_NAMES = KEPT_ON_CANCEL | RESERVED_ROOT_NAMES  # top-level names a download never touches
 
 
 def target_path(root: Path, rel: str) -> Path:
@@ -113,7 +120,9 @@ def _prune(root: Path, wanted: set[str]) -> None:
 
 
 def commit_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
-    """Make the data durable, then publish the sentinel: the download's commit point."""
+    """Make the data durable, then publish the sentinel: the download's commit point. The
+    progress record goes after it (a crash in between leaves a complete game and a stale
+    record nothing reads)."""
     for f in files:
         if f.path != SENTINEL:
             fsync_path(target_path(root, f.path))
@@ -121,3 +130,60 @@ def commit_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
     fsync_path(tmp)
     os.replace(tmp, root / SENTINEL)
     fsync_path(root)
+    (root / PROGRESS).unlink(missing_ok=True)
+
+
+def load_progress(root: Path) -> Progress | None:
+    """The root's progress record, or None (none, unreadable, or not a regular file)."""
+    try:
+        fd = os.open(root / PROGRESS, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return decode_progress(f.read(MAX_RECORD + 1))
+
+
+def save_progress(root: Path, progress: Progress) -> None:
+    """Replace the record atomically and durably: a kill leaves the old record or the new."""
+    tmp = root / (PROGRESS + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(encode_progress(progress))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / PROGRESS)
+    fsync_path(root)
+
+
+def verified_on_disk(root: Path, chunks: list[Chunk]) -> list[bool]:
+    """Whether each chunk's bytes on disk still hash to its descriptor (flat memory)."""
+    verdicts = []
+    for chunk in chunks:
+        h = hashlib.sha256()
+        try:
+            with open(target_path(root, chunk.path), "rb") as f:
+                f.seek(chunk.offset)
+                remaining = chunk.length
+                while remaining and (block := f.read(min(MIB, remaining))):
+                    h.update(block)
+                    remaining -= len(block)
+        except OSError:
+            remaining = -1
+        verdicts.append(remaining == 0 and h.hexdigest() == chunk.sha256)
+    return verdicts
+
+
+def resume_root(
+    root: Path, game_id: str, files: tuple[FileDescriptor, ...], chunks: list[Chunk]
+) -> Progress:
+    """Prepare the root and start its progress record: the chunks an earlier attempt recorded
+    for these very descriptors and that still hash right on disk; nothing else is trusted."""
+    record = load_progress(root)
+    prepare_root(root, files)
+    descriptors = fingerprint(game_id, files)
+    claimed = claimed_chunks(record, game_id, descriptors, chunks)
+    verdicts = verified_on_disk(root, [chunks[i] for i in claimed])
+    progress = Progress(
+        game_id, descriptors, frozenset(i for i, ok in zip(claimed, verdicts, strict=True) if ok)
+    )
+    save_progress(root, progress)
+    return progress

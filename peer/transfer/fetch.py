@@ -36,12 +36,14 @@ from peer.transfer.disk import (
     LocalWriteError,
     commit_root,
     figures,
-    prepare_root,
+    resume_root,
+    save_progress,
     target_path,
     write_all,
 )
 from peer.transfer.lane import Lane
 from peer.transfer.plan import Chunk, Scheduler, chunks_of, validate_descriptors
+from peer.transfer.resume import Progress
 
 Offer = TypeVar("Offer")
 
@@ -136,11 +138,16 @@ class _Download:
         game_id: str,
         files: tuple[FileDescriptor, ...],
         sources: dict[str, Source],
+        progress: Progress,
+        chunks: list[Chunk],
     ) -> None:
         self.ctx, self.settings, self.root, self.game_id = ctx, settings, root, game_id
         self.sources = sources
         self.total_bytes = sum(f.size for f in files)
-        self.done_bytes = 0
+        self.verified = progress
+        self.index = {chunk: i for i, chunk in enumerate(chunks)}
+        self.record_lock = asyncio.Lock()
+        self.done_bytes = sum(chunks[i].length for i in progress.verified)
         self.per_source: dict[str, int] = dict.fromkeys(sources, 0)
         self.fds: dict[str, int] = {}
         self.changed = asyncio.Event()
@@ -174,6 +181,19 @@ class _Download:
                 "bad-chunk",
                 f"{chunk.path}@{chunk.offset}: bytes do not match the validated SHA-256",
             )
+        await self.record(chunk, fd)
+
+    async def record(self, chunk: Chunk, fd: int) -> None:
+        """Make a verified chunk durable, then add it to the progress record (one writer at a
+        time, so records never go backwards)."""
+        try:
+            await in_thread(os.fdatasync, fd)
+            async with self.record_lock:
+                progress = self.verified.with_chunk(self.index[chunk])
+                await in_thread(save_progress, self.root, progress)
+                self.verified = progress
+        except OSError as exc:
+            raise LocalWriteError(f"{chunk.path}: {exc}") from exc
 
     async def worker(self, sched: Scheduler, source: Source) -> None:
         while not sched.finished and not self.stopped:
@@ -219,6 +239,7 @@ class _Download:
             )
 
     async def run(self, chunks: list[Chunk]) -> None:
+        """Fetch `chunks` (those the progress record does not already vouch for)."""
         sched = Scheduler.plan(chunks, tuple(self.sources), self.settings.depth)
         workers = [
             asyncio.create_task(self.worker(sched, source))
@@ -270,12 +291,12 @@ async def download_game(
         rejected_sources=list(validated.rejected),
     )
     root = games_dir / game_id
+    chunks = chunks_of(validated.files)
     try:
-        await in_thread(prepare_root, root, validated.files)
+        resumed = await in_thread(resume_root, root, game_id, validated.files, chunks)
     except OSError as exc:
         raise PeerError("write-failed", f"cannot prepare {game_id}: {exc}") from exc
-    download = _Download(ctx, settings, root, game_id, validated.files, by_id)
-    chunks = chunks_of(validated.files)
+    download = _Download(ctx, settings, root, game_id, validated.files, by_id, resumed, chunks)
     ctx.emit(
         "download-begin",
         game_id=game_id,
@@ -283,11 +304,13 @@ async def download_game(
         files=len(validated.files),
         chunks=len(chunks),
         sources=[s.addr for s in by_id.values()],
+        resumed_chunks=len(resumed.verified),
+        resumed_bytes=download.done_bytes,
     )
     started = time.monotonic()
     progress = asyncio.create_task(download.progress(started))
     try:
-        await download.run(chunks)
+        await download.run([c for i, c in enumerate(chunks) if i not in resumed.verified])
         await in_thread(commit_root, root, validated.files)
     except (OSError, LocalWriteError) as exc:
         raise PeerError("write-failed", f"cannot write {game_id}: {exc}") from exc
