@@ -34,6 +34,7 @@ from peer.protocol import (
 )
 from peer.transfer import disk, fetch
 from peer.transfer.fetch import FetchSettings, Source, download_game
+from peer.transfer.lane import ChunkSink
 from peer.transfer.plan import chunks_of
 from peer.transfer.serve import DescriptorCache
 
@@ -62,14 +63,12 @@ class FakeLane:
     ) -> AsyncGenerator[EntryHeader | bytes, None]:
         raise AssertionError("a download never asks for a stream")
 
-    async def fetch(
-        self, host: str, port: int, request: ChunkRequest
-    ) -> AsyncGenerator[bytes, None]:
+    async def fetch(self, host: str, port: int, request: ChunkRequest, sink: ChunkSink) -> None:
         self.requests.append((host, request))
         if port != PORT or request.token != f"token-{host}" or request.game_id != GAME:
             raise PeerError("unauthorised", f"{host}: wrong port, token or game")
         async for piece in self.behaviours[host](request):
-            yield piece
+            sink.write(piece)
 
     def asked(self, host: str) -> list[tuple[str, int, int]]:
         return [(r.path, r.offset, r.length) for h, r in self.requests if h == host]

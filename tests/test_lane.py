@@ -92,9 +92,18 @@ def request(
     return ChunkRequest(token, GAME, path, offset, length)
 
 
-async def fetch(port: int, req: ChunkRequest) -> list[bytes]:
+class Pieces(list[bytes]):
+    """A sink that keeps a copy of every slice it is handed."""
+
+    def write(self, data: memoryview | bytes) -> None:
+        self.append(bytes(data))
+
+
+async def fetch(port: int, req: ChunkRequest, idle_timeout: float = LIMIT) -> list[bytes]:
+    pieces = Pieces()
     async with asyncio.timeout(LIMIT):
-        return [piece async for piece in TcpLane(idle_timeout=LIMIT).fetch(HOST, port, req)]
+        await TcpLane(idle_timeout=idle_timeout).fetch(HOST, port, req, pieces)
+    return pieces
 
 
 async def refused(port: int, req: ChunkRequest) -> PeerError:
@@ -326,8 +335,7 @@ async def test_silent_server_times_out_as_peer_unreachable(
     port = await fake_server(silent)
     try:
         with pytest.raises(PeerError) as err:
-            async for _ in TcpLane(idle_timeout=0.05).fetch(HOST, port, request()):
-                pass
+            await fetch(port, request(), idle_timeout=0.05)
     finally:
         done.set()
     assert err.value.code == "peer-unreachable"
@@ -476,9 +484,7 @@ async def test_a_body_that_stalls_times_out_as_peer_unreachable(
     port = await fake_server(stalling)
     try:
         with pytest.raises(PeerError) as err:
-            async with asyncio.timeout(LIMIT):
-                async for _ in TcpLane(idle_timeout=0.05).fetch(HOST, port, request()):
-                    pass
+            await fetch(port, request(), idle_timeout=0.05)
     finally:
         done.set()
     assert err.value.code == "peer-unreachable"
@@ -659,3 +665,43 @@ async def test_closing_the_lane_waits_for_its_streams_to_clean_up() -> None:
             assert cleaned.is_set(), "close() returned before the stream had cleaned up"
         finally:
             writer.close()
+
+
+async def test_a_cancel_cuts_a_stalled_chunk_at_once_and_waits_for_its_thread(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    """The receiving thread is blocked in recv with a long idle timeout: the cancel must cut
+    the socket, and only return once the thread has stopped handing slices to the sink."""
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    first_slice = asyncio.Event()
+
+    async def stalling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(encode(ChunkHeader(10)) + b"\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the body comes apart from the header
+        writer.write(b"0123")
+        await writer.drain()
+        await done.wait()
+        writer.close()
+
+    class Watched(Pieces):
+        def write(self, data: memoryview | bytes) -> None:
+            super().write(data)
+            loop.call_soon_threadsafe(first_slice.set)
+
+    port = await fake_server(stalling)
+    pieces = Watched()
+    task = asyncio.create_task(TcpLane(idle_timeout=60).fetch(HOST, port, request(), pieces))
+    try:
+        async with asyncio.timeout(LIMIT):
+            await first_slice.wait()
+        task.cancel()
+        finished, _ = await asyncio.wait({task}, timeout=LIMIT)  # the server is still silent
+        assert finished, "the cancel did not cut the blocked receive"
+        assert task.cancelled()
+    finally:
+        done.set()
+        await asyncio.wait({task})
+    assert b"".join(pieces) == b"0123"

@@ -32,6 +32,7 @@ from peer.protocol import (
     StreamRequest,
 )
 from peer.transfer.fetch import Source
+from peer.transfer.lane import ChunkSink
 from peer.transfer.stream import discard_staging, prepare_staging, promote, stream_game
 
 GAME = "g1"
@@ -77,7 +78,7 @@ class FakeLane:
         self.scripts: dict[str, Script] = {}
         self.asked: list[tuple[str, StreamRequest]] = []
 
-    def fetch(self, host: str, port: int, request: ChunkRequest) -> AsyncGenerator[bytes, None]:
+    async def fetch(self, host: str, port: int, request: ChunkRequest, sink: ChunkSink) -> None:
         raise AssertionError("a streamed install never asks for chunks")
 
     async def entries(

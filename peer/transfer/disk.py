@@ -34,7 +34,7 @@ class LocalWriteError(Exception):
     """
 
 
-def write_all(fd: int, data: bytes, offset: int) -> None:
+def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """`pwrite` all of `data`: a filling disk may write part of it before it fails."""
     view = memoryview(data)
     while view:

@@ -9,7 +9,6 @@ download never looks complete.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import time
@@ -129,6 +128,26 @@ def _files_of(request: GetGame) -> Callable[[Reply], tuple[FileDescriptor, ...]]
     return read
 
 
+class _ChunkWriter:
+    """Where one chunk's bytes go as they arrive: written in place and hashed (in the lane's
+    thread), never past the chunk's end."""
+
+    def __init__(self, fd: int, chunk: Chunk) -> None:
+        self.fd, self.chunk = fd, chunk
+        self.hasher = hashlib.sha256()
+        self.got = 0
+
+    def write(self, data: memoryview | bytes) -> None:
+        if self.got + len(data) > self.chunk.length:
+            raise PeerError("bad-chunk", "source sent more bytes than asked")
+        try:
+            write_all(self.fd, data, self.chunk.offset + self.got)
+        except OSError as exc:
+            raise LocalWriteError(f"{self.chunk.path}: {exc}") from exc
+        self.hasher.update(data)
+        self.got += len(data)
+
+
 class _Download:
     def __init__(
         self,
@@ -159,29 +178,17 @@ class _Download:
         return self.fds[rel]
 
     async def fetch_one(self, chunk: Chunk, source: Source) -> None:
-        fd = self.fd(chunk.path)
-        hasher = hashlib.sha256()
+        sink = _ChunkWriter(self.fd(chunk.path), chunk)
         request = ChunkRequest(
             source.data_token, self.game_id, chunk.path, chunk.offset, chunk.length
         )
-        got = 0
-        slices = self.ctx.lane.fetch(source.host, source.data_port, request)
-        async with contextlib.aclosing(slices):
-            async for data in slices:
-                if got + len(data) > chunk.length:
-                    raise PeerError("bad-chunk", "source sent more bytes than asked")
-                try:
-                    write_all(fd, data, chunk.offset + got)
-                except OSError as exc:
-                    raise LocalWriteError(f"{chunk.path}: {exc}") from exc
-                hasher.update(data)
-                got += len(data)
-        if got != chunk.length or hasher.hexdigest() != chunk.sha256:
+        await self.ctx.lane.fetch(source.host, source.data_port, request, sink)
+        if sink.got != chunk.length or sink.hasher.hexdigest() != chunk.sha256:
             raise PeerError(
                 "bad-chunk",
                 f"{chunk.path}@{chunk.offset}: bytes do not match the validated SHA-256",
             )
-        await self.record(chunk, fd)
+        await self.record(chunk, sink.fd)
 
     async def record(self, chunk: Chunk, fd: int) -> None:
         """Make a verified chunk durable, then add it to the progress record (one writer at a
