@@ -1086,7 +1086,7 @@ def failing_from(root: Path, path: str, offset: int) -> Behaviour:
 def record_names_only_verified_chunks(root: Path, src: Path) -> Callable[[], None]:
     """A check for every event (a kill point): each chunk the on-disk record names hashes
     right on disk at that moment."""
-    chunks = chunks_of(DescriptorCache(CHUNK).describe(src))
+    chunks = chunks_of(DescriptorCache().describe(src, CHUNK))
 
     def check() -> None:
         record = disk.load_progress(root)
