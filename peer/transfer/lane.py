@@ -160,10 +160,13 @@ async def _send_range(
     writer: asyncio.StreamWriter, path: Path, offset: int, length: int, limiter: RateLimiter
 ) -> None:
     loop = asyncio.get_running_loop()
+    # Slices only when a cap needs them: each loop.sendfile call has a fixed cost (it waits for
+    # the transport's buffer to drain), and uncapped, one call sends the whole range.
+    slice_size = SEND_SLICE if limiter.rate else max(length, 1)
     with open(path, "rb") as f:
         sent = 0
         while sent < length:
-            piece = min(SEND_SLICE, length - sent)
+            piece = min(slice_size, length - sent)
             await limiter.acquire(piece)
             n = await loop.sendfile(writer.transport, f, offset + sent, piece)
             if n == 0:
