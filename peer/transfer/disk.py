@@ -177,8 +177,8 @@ def resume_root(
 ) -> Progress:
     """Prepare the root and start its progress record: the chunks an earlier attempt recorded
     for these very descriptors and that still hash right on disk; nothing else is trusted."""
+    prepare_root(root, files)  # refuses a linked root before anything is read through it
     record = load_progress(root)
-    prepare_root(root, files)
     descriptors = fingerprint(game_id, files)
     claimed = claimed_chunks(record, game_id, descriptors, chunks)
     verdicts = verified_on_disk(root, [chunks[i] for i in claimed])

@@ -203,8 +203,8 @@ class _Connection:
     def adopt(self, sock: socket.socket) -> None:
         with self.lock:
             self.sock = sock
-            if self.aborted:
-                sock.shutdown(socket.SHUT_RDWR)
+        if self.aborted:
+            self.abort()
 
     def abort(self) -> None:
         with self.lock:
