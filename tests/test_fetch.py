@@ -1184,3 +1184,17 @@ async def test_a_chunk_is_recorded_only_once_synced(
     assert all(n <= fsyncs for n, fsyncs in seen), seen  # never more chunks than syncs
     assert len(seen) == 1 + len(chunk_keys(src))
     assert not (root / PROGRESS).exists()
+
+
+async def test_a_chunk_that_cannot_be_synced_is_write_failed_naming_its_file(
+    ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    err = await download_fails(ctx, games, [ctx.add("a", src)])
+
+    assert err.code == "write-failed"
+    assert "data.bin" in err.message and os.strerror(errno.EIO) in err.message
+    assert ctx.named("download-source-excluded") == [], "our disk, not the source's fault"

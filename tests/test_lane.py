@@ -20,6 +20,7 @@ import structlog
 
 from peer.errors import PeerError
 from peer.protocol import (
+    MAX_LANE_LINE,
     ChunkHeader,
     ChunkRequest,
     EntryHeader,
@@ -705,3 +706,111 @@ async def test_a_cancel_cuts_a_stalled_chunk_at_once_and_waits_for_its_thread(
         done.set()
         await asyncio.wait({task})
     assert b"".join(pieces) == b"0123"
+
+
+async def test_a_body_after_the_header_is_read_no_further_than_the_chunk(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    """The rest of the body comes once the client holds the first slice; what follows the
+    chunk on the wire is never read into it."""
+    loop = asyncio.get_running_loop()
+    first_slice = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(encode(ChunkHeader(10)) + b"\n0123")
+        await writer.drain()
+        await first_slice.wait()
+        writer.write(b"456789EXTRA")
+        await writer.drain()
+        writer.close()
+
+    class Watched(Pieces):
+        def write(self, data: memoryview | bytes) -> None:
+            super().write(data)
+            loop.call_soon_threadsafe(first_slice.set)
+
+    port = await fake_server(handle)
+    pieces = Watched()
+    async with asyncio.timeout(LIMIT):
+        await TcpLane(idle_timeout=LIMIT).fetch(HOST, port, request(length=10), pieces)
+
+    assert b"".join(pieces) == b"0123456789"
+
+
+class Scripted:
+    """A socket whose `recv` hands out the given pieces in turn, then end of stream."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = list(pieces)
+
+    def recv(self, size: int) -> bytes:
+        assert size == MAX_LANE_LINE
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def read_line(*pieces: bytes) -> tuple[bytes, bytes]:
+    return lane_module._read_line(Scripted(*pieces), "here")  # type: ignore[arg-type]
+
+
+def test_a_header_line_may_arrive_in_pieces_with_the_body_behind_it() -> None:
+    assert read_line(b'{"type":', b'"chunk"', b',"length":3}\nab') == (
+        b'{"type":"chunk","length":3}',
+        b"ab",
+    )
+
+
+def test_a_header_line_of_the_longest_length_is_read_and_a_longer_one_refused() -> None:
+    longest = b"x" * MAX_LANE_LINE
+    assert read_line(longest, b"\nbody") == (longest, b"body")
+    with pytest.raises(PeerError) as err:
+        read_line(longest + b"x", b"\n")
+    assert (err.value.code, err.value.message) == (
+        "bad-message",
+        f"here sent a header line over {MAX_LANE_LINE} bytes",
+    )
+
+
+def test_an_end_of_stream_inside_the_header_line_is_peer_unreachable() -> None:
+    with pytest.raises(PeerError) as err:
+        read_line(b'{"type":')
+    assert (err.value.code, err.value.message) == (
+        "peer-unreachable",
+        "here closed before a header",
+    )
+
+
+@pytest.mark.parametrize("rate", [None, 1024**4], ids=["uncapped", "capped"])
+async def test_a_range_goes_out_whole_uncapped_and_in_slices_under_a_cap(
+    games: Path, monkeypatch: pytest.MonkeyPatch, rate: int | None
+) -> None:
+    """Uncapped, one sendfile call sends the range; under a cap every call is one slice at
+    most, and the calls cover exactly the range."""
+    loop = asyncio.get_running_loop()
+    calls: list[tuple[int, int]] = []
+    real_sendfile = loop.sendfile
+
+    async def spy(transport: Any, file: Any, offset: int, count: int) -> int:
+        calls.append((offset, count))
+        return await real_sendfile(transport, file, offset, count)
+
+    monkeypatch.setattr(loop, "sendfile", spy)
+
+    def authorize(request: ChunkRequest) -> tuple[Path, int, int]:
+        return authorize_chunk(games, {GAME: VERSION}, frozenset(), TOKEN, request)
+
+    def refuse_streams(request: StreamRequest) -> Any:
+        raise PeerError("not-servable", "no streams in this test")
+
+    server = await serve_lane(HOST, 0, authorize, refuse_streams, RateLimiter(rate))
+    offset, length = 5, 2 * MIB + MIB // 2
+    try:
+        pieces = await fetch(server.port, request(offset=offset, length=length))
+    finally:
+        await server.close()
+
+    assert b"".join(pieces) == DATA[offset : offset + length]
+    if rate is None:
+        assert calls == [(offset, length)]
+    else:
+        assert calls == [(offset, MIB), (offset + MIB, MIB), (offset + 2 * MIB, MIB // 2)]

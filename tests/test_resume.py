@@ -67,6 +67,12 @@ def test_anything_but_a_record_reads_as_none(data: bytes) -> None:
     assert decode_progress(data) is None
 
 
+def test_a_record_padded_to_the_size_limit_still_reads() -> None:
+    progress = Progress("g1", A, frozenset({0, 3}))
+    data = encode_progress(progress)
+    assert decode_progress(data + b" " * (MAX_RECORD - len(data))) == progress
+
+
 def test_only_a_record_for_this_game_and_these_descriptors_claims_chunks() -> None:
     mine = fingerprint("g1", FILES)
     record = Progress("g1", mine, frozenset({3, 1}))
