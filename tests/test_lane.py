@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import structlog
 
+from peer.blocking import in_thread
 from peer.errors import PeerError
 from peer.protocol import (
     MAX_LANE_LINE,
@@ -350,6 +351,7 @@ async def test_nobody_listening_is_peer_unreachable() -> None:
         err = await refused(port, request())
 
     assert err.code == "peer-unreachable"
+    assert err.message.startswith(f"data channel {HOST}:{port}: ConnectionRefusedError"), err
 
 
 # -- the upload rate limiter ----------------------------------------------------------------------
@@ -814,3 +816,40 @@ async def test_a_range_goes_out_whole_uncapped_and_in_slices_under_a_cap(
         assert calls == [(offset, length)]
     else:
         assert calls == [(offset, MIB), (offset + MIB, MIB), (offset + 2 * MIB, MIB // 2)]
+
+
+async def test_chunks_in_flight_hold_lane_threads_not_the_default_executor(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    """More chunks blocked at once than the default executor has threads (at most 32): every
+    one still reaches the server, and work sent to the default executor (fsync, the progress
+    record) still runs meanwhile."""
+    many = 40
+    arrived = 0
+    all_in, release = asyncio.Event(), asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal arrived
+        await reader.readline()
+        arrived += 1
+        if arrived == many:
+            all_in.set()
+        await release.wait()
+        writer.write(encode(ChunkHeader(1)) + b"\nx")
+        await writer.drain()
+        writer.close()
+
+    port = await fake_server(held)
+    lane = TcpLane(idle_timeout=LIMIT)
+    fetches = [
+        asyncio.create_task(lane.fetch(HOST, port, request(length=1), Pieces()))
+        for _ in range(many)
+    ]
+    try:
+        async with asyncio.timeout(LIMIT):
+            await all_in.wait()
+            assert await in_thread(lambda: "ran") == "ran"
+    finally:
+        release.set()
+        async with asyncio.timeout(LIMIT):
+            await asyncio.gather(*fetches)
