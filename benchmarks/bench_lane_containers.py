@@ -14,7 +14,7 @@ It prints each leg's runs, medians, the ratio lanpeer/raw, the client peer's pea
 reset before each lanpeer leg) and the CPU seconds each side used per leg. `--sources 2` adds a
 second source with the same file and prints the aggregate rate and the per-source split.
 The machine is shared: each leg prints how many cores the rest of the host used meanwhile (host
-busy time from /proc/stat minus the legs' own CPU),
+busy time from this machine's /proc/stat minus the legs' own CPU; meaningful with a local engine),
 a leg under load is marked with `*`. Asserts nothing about time.
 
     .venv/bin/python benchmarks/bench_lane_containers.py [--runs 3] [--size-gib 2] [--sources 2]
@@ -34,6 +34,7 @@ from typing import Any
 
 from harness.backends.base import GAMES, PeerSpec
 from harness.backends.docker import DockerBackend, sweep_run
+from harness.backends.engines import run_engines
 from harness.peer import PeerHandle
 from peer.catalog import load_catalog
 
@@ -238,7 +239,8 @@ def main() -> None:
     size = int(args.size_gib * GIB)
 
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
-    backend = DockerBackend(run_id, "master")
+    engines = run_engines((), os.environ)  # DOCKER_HOST, else the local socket
+    backend = DockerBackend(run_id, "master", engines)
     try:
         sources = [make_source(backend, f"source{i}", size) for i in range(args.sources)]
         spec = PeerSpec(name="client", games_tmpfs=f"{int(args.size_gib) + 2}g")
@@ -281,7 +283,7 @@ def main() -> None:
             print(f"* load seen: other work used more than {LOADED} cores during that leg")
     finally:
         backend.close()
-        sweep_run(run_id)
+        sweep_run(run_id, engines)
 
 
 if __name__ == "__main__":
