@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from peer.errors import PeerError
+from peer.files import read_small_file
 
 MAX_STATE_FILE = 64 * 1024  # an identity.json, key or certificate is a few hundred bytes
 
@@ -53,17 +54,6 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _read_small(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        data = os.read(fd, MAX_STATE_FILE + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_STATE_FILE:
-        raise ValueError(f"{path.name} is larger than {MAX_STATE_FILE} bytes")
-    return data
-
-
 def _make_certificate() -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lanpeer")])
@@ -88,8 +78,10 @@ def _make_certificate() -> tuple[bytes, bytes]:
 
 def _load_key_pair(cert_path: Path, key_path: Path) -> x509.Certificate:
     """The certificate, after checking that the key beside it is the one it certifies."""
-    cert = x509.load_pem_x509_certificate(_read_small(cert_path))
-    key = serialization.load_pem_private_key(_read_small(key_path), password=None)
+    cert = x509.load_pem_x509_certificate(read_small_file(cert_path, MAX_STATE_FILE))
+    key = serialization.load_pem_private_key(
+        read_small_file(key_path, MAX_STATE_FILE), password=None
+    )
     if key.public_key() != cert.public_key():
         raise ValueError(f"{key_path.name} is not the key of {cert_path.name}")
     return cert
@@ -114,7 +106,7 @@ def load_or_create_identity(state_dir: Path) -> Identity:
             _write_private(cert_path, cert_pem)
         peer_id = fingerprint(_load_key_pair(cert_path, key_path))
         if id_path.exists():
-            recorded = json.loads(_read_small(id_path)).get("peer_id")
+            recorded = json.loads(read_small_file(id_path, MAX_STATE_FILE)).get("peer_id")
             if recorded != peer_id:
                 raise ValueError(
                     f"{id_path.name} names peer {recorded!r}, but {key_path.name} is the key of"

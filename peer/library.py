@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 
 from peer.errors import PeerError
+from peer.files import read_small_file
 from peer.paths import ARCHIVE_SUFFIX, LOCAL_DIR, SENTINEL, check_game_id
 from peer.protocol import LOCAL_ONLY, READY, GameSummary
 
@@ -29,21 +29,8 @@ def read_sentinel(game_root: Path) -> str | None:
     game not downloaded: not Ready, never advertised or served, never an error.
     """
     try:
-        fd = os.open(game_root / SENTINEL, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SENTINEL_BYTES:
-            return None
-        data = os.read(fd, MAX_SENTINEL_BYTES + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        version = data.decode("utf-8").strip()
-    except UnicodeDecodeError:
+        version = read_small_file(game_root / SENTINEL, MAX_SENTINEL_BYTES).decode().strip()
+    except (OSError, ValueError):  # ValueError covers UnicodeDecodeError
         return None
     return version if VERSION.fullmatch(version) else None
 

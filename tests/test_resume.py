@@ -119,3 +119,10 @@ def test_chunks_on_disk_are_judged_by_their_hash(tmp_path: Path) -> None:
     assert disk.verified_on_disk(tmp_path, chunks) == [True, False, False]
     (tmp_path / "data.bin").unlink()
     assert disk.verified_on_disk(tmp_path, chunks) == [False, False, False]
+
+
+def test_a_record_that_is_a_fifo_loads_as_none_without_blocking(tmp_path: Path) -> None:
+    """A FIFO under the record's name would block a reader forever (and the download's cancel
+    with it, which waits for the thread)."""
+    os.mkfifo(tmp_path / PROGRESS)
+    assert disk.load_progress(tmp_path) is None

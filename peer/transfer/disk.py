@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from peer.errors import PeerError
+from peer.files import read_small_file
 from peer.install import KEPT_ON_CANCEL, remove_tree
 from peer.paths import PROGRESS, RESERVED_ROOT_NAMES, SENTINEL, SENTINEL_TMP
 from peer.protocol import FileDescriptor
@@ -134,13 +135,11 @@ def commit_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
 
 
 def load_progress(root: Path) -> Progress | None:
-    """The root's progress record, or None (none, unreadable, or not a regular file)."""
+    """The root's progress record, or None (none, unreadable, or not a small regular file)."""
     try:
-        fd = os.open(root / PROGRESS, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+        return decode_progress(read_small_file(root / PROGRESS, MAX_RECORD))
+    except (OSError, ValueError):
         return None
-    with os.fdopen(fd, "rb") as f:
-        return decode_progress(f.read(MAX_RECORD + 1))
 
 
 def save_progress(root: Path, progress: Progress) -> None:
