@@ -54,6 +54,7 @@ class Links:
         emit: Emit,
         spawn: Spawn,
         introduce: Introduce,
+        data_token: str,
         serve: Serve,
         ping_interval: float,
         stale_timeout: float,
@@ -62,6 +63,7 @@ class Links:
         self._emit = emit
         self._spawn = spawn
         self._introduce = introduce
+        self._data_token = data_token  # ours: tells another process with our key from us
         self._serve = serve
         self._ping_interval = ping_interval
         self._stale_timeout = stale_timeout
@@ -131,7 +133,7 @@ class Links:
         known = self.table.peers.get(intro.peer_id)
         if self.conns.get(intro.peer_id) is conn:  # a second Hello on one link: an update
             return await self._register(conn, intro)
-        met = meeting(intro, self.peer_id, self._introduce()["data_token"], known)
+        met = meeting(intro, self.peer_id, self._data_token, known)
         if met == "self":  # another address of this very peer (a host name, an interface)
             raise PeerError("self-connect", f"cannot connect peer to itself ({self.addr})")
         if met == "clone-of-self":

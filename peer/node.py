@@ -79,6 +79,7 @@ class Node:
             emit=emit,
             spawn=self.spawn,
             introduce=self._introduce,
+            data_token=self.data_token,
             serve=lambda request: self.serving.answer(request),
             ping_interval=settings.ping_interval,
             stale_timeout=settings.stale_timeout,
