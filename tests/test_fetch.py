@@ -642,19 +642,25 @@ async def test_file_list_without_a_sentinel_is_bad_metadata(
 # -- our own disk ----------------------------------------------------------------------------------
 
 
-async def test_local_write_error_is_write_failed_and_blames_no_source(
-    ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def disk_fills_on_write(monkeypatch: pytest.MonkeyPatch, nth: int) -> None:
+    """The `nth` pwrite of the download fails with ENOSPC (a disk that filled up)."""
     real_pwrite = os.pwrite
-    calls: list[int] = []
+    calls = 0
 
     def full_disk(fd: int, data: bytes, offset: int) -> int:
-        calls.append(offset)
-        if len(calls) == 2:
+        nonlocal calls
+        calls += 1
+        if calls == nth:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_pwrite(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", full_disk)
+
+
+async def test_local_write_error_is_write_failed_and_blames_no_source(
+    ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk_fills_on_write(monkeypatch, 2)
     a, b = ctx.add("a", src), ctx.add("b", src)
 
     err = await download_fails(ctx, games, [a, b])
@@ -974,16 +980,7 @@ def open_fds() -> set[str]:
 async def test_a_failed_download_closes_every_file_it_opened(
     ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_pwrite = os.pwrite
-    calls: list[int] = []
-
-    def full_disk(fd: int, data: bytes, offset: int) -> int:
-        calls.append(offset)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", full_disk)
+    disk_fills_on_write(monkeypatch, 3)
     before = open_fds()
 
     err = await download_fails(ctx, games, [ctx.add("a", src), ctx.add("b", src)], depth=2)
