@@ -42,6 +42,23 @@ class Lab:
         handle.start(timeout=timeout)
         return handle
 
+    def unrar_of(self, name: str) -> str:
+        """Where `stream_sources` points a source's `--unrar`: nothing, until a scenario puts
+        a program there."""
+        return self.backend.scratch(f"{name}-unrar")
+
+    def stream_sources(self, fixture: str = "fixture-bravo") -> tuple[PeerHandle, PeerHandle]:
+        """Two sources of `fixture` in the order a receiver tries them (address order, which
+        start order does not decide: "127.x.y.10" sorts before "127.x.y.9"). Both start with
+        `--unrar` at `unrar_of(name)`, where nothing is yet, so a scenario can make the first
+        broken or lying after the fact and give the second the real unrar."""
+        one, two = (
+            self.peer(name, fixture=fixture, args=("--unrar", self.unrar_of(name)))
+            for name in ("source-1", "source-2")
+        )
+        first, second = sorted((one, two), key=lambda p: p.addr)
+        return first, second
+
     def timeline(self, scenario: str) -> dict[str, Any]:
         """Every peer's records and every lab action in order, timed since the lab's first."""
         lab = [*self.actions, *({"peer": p.name, **a} for p in self.peers for a in p.actions)]

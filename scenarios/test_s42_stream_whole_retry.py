@@ -15,14 +15,8 @@ from harness.lab import Lab
 
 @pytest.mark.scenario("S42")
 def test_s42_streamed_install_retries_the_whole_stream(lab: Lab) -> None:
-    def unrar_of(name: str) -> str:
-        return lab.backend.scratch(f"{name}-unrar")
-
-    one, two = (
-        lab.peer(name, fixture="fixture-bravo", args=("--unrar", unrar_of(name)))
-        for name in ("source-1", "source-2")
-    )
-    broken, good = sorted((one, two), key=lambda p: p.addr)
+    broken, good = lab.stream_sources()
+    unrar_of = lab.unrar_of
     rc, out = good.run("ln", "-s", lab.backend.unrar, unrar_of(good.name))
     assert rc == 0, out
     assert not broken.exists(unrar_of(broken.name)), "the broken source's --unrar is missing"

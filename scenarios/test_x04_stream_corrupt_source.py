@@ -43,14 +43,8 @@ def lying_unrar(real: str) -> str:
 
 @pytest.mark.scenario("X04")
 def test_x04_stream_source_with_bad_crc_is_excluded(lab: Lab) -> None:
-    def unrar_of(name: str) -> str:
-        return lab.backend.scratch(f"{name}-unrar")
-
-    one, two = (
-        lab.peer(name, fixture="fixture-bravo", args=("--unrar", unrar_of(name)))
-        for name in ("source-1", "source-2")
-    )
-    liar, honest = sorted((one, two), key=lambda p: p.addr)
+    liar, honest = lab.stream_sources()
+    unrar_of = lab.unrar_of
     script = lying_unrar(lab.backend.unrar)
     liar.write_executable(unrar_of(liar.name), script)
     rc, out = honest.run("ln", "-s", lab.backend.unrar, unrar_of(honest.name))
