@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def test_a_small_regular_file_is_read_whole(tmp_path: Path) -> None:
 
 def test_a_file_past_the_limit_is_refused(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x" * 9)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"f is larger than 8 bytes"):
         read_small_file(tmp_path / "f", 8)
 
 
@@ -31,5 +32,7 @@ def test_anything_else_is_an_os_error(tmp_path: Path, kind: str) -> None:
         os.mkfifo(path)  # opening it to read without O_NONBLOCK would hang this test
     elif kind == "directory":
         path.mkdir()
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as err:
         read_small_file(path, 8)
+    if kind in ("fifo", "directory"):  # opened, then refused by its type
+        assert err.value.errno == errno.EINVAL and "not a regular file" in str(err.value)

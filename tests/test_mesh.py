@@ -1,0 +1,48 @@
+"""The pure rules of the mesh: who an introduction is from, and whom liveness pings or drops."""
+
+from __future__ import annotations
+
+import pytest
+
+from peer.mesh import Liveness, RemotePeer, liveness, meeting
+from peer.protocol import PROTOCOL_VERSION, Hello
+
+ME, OTHER = "a" * 32, "b" * 32
+
+
+def hello(peer_id: str, token: str) -> Hello:
+    return Hello(PROTOCOL_VERSION, peer_id, "h:1", 1, token, 0, ())
+
+
+def known(token: str, last_seen: float = 0.0, peer_id: str = OTHER) -> RemotePeer:
+    return RemotePeer(peer_id, "h:2", 2, token, 0, {}, last_seen)
+
+
+@pytest.mark.parametrize(
+    ("intro", "record", "expected"),
+    [
+        (hello(ME, "mine"), None, "self"),
+        (hello(ME, "other"), None, "clone-of-self"),
+        (hello(OTHER, "t1"), None, "new"),
+        (hello(OTHER, "t1"), known("t1"), "same-process"),
+        (hello(OTHER, "t2"), known("t1"), "restart-or-clone"),
+    ],
+    ids=["self", "clone-of-self", "new", "same-process", "restart-or-clone"],
+)
+def test_who_an_introduction_is_from(
+    intro: Hello, record: RemotePeer | None, expected: str
+) -> None:
+    assert meeting(intro, ME, "mine", record) == expected
+
+
+def test_liveness_pings_the_idle_and_drops_the_silent() -> None:
+    peers = [
+        known("t", last_seen=100.0, peer_id="0" * 32),  # idle 0: left alone
+        known("t", last_seen=98.5, peer_id="1" * 32),  # idle 1.5: under the ping interval
+        known("t", last_seen=98.0, peer_id="2" * 32),  # idle 2: exactly the interval, pinged
+        known("t", last_seen=92.0, peer_id="3" * 32),  # idle 8: exactly stale, still pinged
+        known("t", last_seen=91.9, peer_id="4" * 32),  # idle 8.1: dropped
+    ]
+    due = liveness(100.0, peers, ping_interval=2.0, stale_timeout=8.0)
+    assert due == Liveness(ping=("2" * 32, "3" * 32), drop=("4" * 32,))
+    assert liveness(100.0, [], 2.0, 8.0) == Liveness((), ())
