@@ -19,6 +19,12 @@ def test_identity_is_created_once_and_reused(tmp_path: Path) -> None:
     assert first == again and len(first.peer_id) == 32
     assert (tmp_path / "tls-key.pem").stat().st_mode & 0o077 == 0, "key is private"
     assert json.loads((tmp_path / "identity.json").read_text()) == {"peer_id": first.peer_id}
+    # The names are an interface: people (and the lab's take_identity_of) copy these files.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "identity.json",
+        "tls-cert.pem",
+        "tls-key.pem",
+    ]
 
 
 def test_the_peer_id_is_the_certificates_key_fingerprint(tmp_path: Path) -> None:
