@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from peer.mesh import Liveness, RemotePeer, liveness, meeting
-from peer.protocol import PROTOCOL_VERSION, Hello
+from peer.mesh import Liveness, PeerTable, RemotePeer, liveness, meeting
+from peer.protocol import PROTOCOL_VERSION, GameSummary, Hello, LibraryDelta
 
 ME, OTHER = "a" * 32, "b" * 32
 
@@ -46,3 +46,26 @@ def test_liveness_pings_the_idle_and_drops_the_silent() -> None:
     due = liveness(100.0, peers, ping_interval=2.0, stale_timeout=8.0)
     assert due == Liveness(ping=("2" * 32, "3" * 32), drop=("4" * 32,))
     assert liveness(100.0, [], 2.0, 8.0) == Liveness((), ())
+
+
+def test_the_table_records_upserts_deltas_and_removals_by_peer_id() -> None:
+    table = PeerTable()
+    games = (summary("cnc4"), summary("bfbc2"))
+    record, new = table.upsert(Hello(PROTOCOL_VERSION, OTHER, "h:1", 1, "t", 3, games), 5.0)
+    assert new and (record.library_rev, record.last_seen) == (3, 5.0)
+    assert record.to_json() == {
+        "peer_id": OTHER,
+        "addr": "h:1",
+        "game_count": 2,
+        "games": [summary("bfbc2").to_json(), summary("cnc4").to_json()],  # sorted by id
+    }
+    again, new = table.upsert(Hello(PROTOCOL_VERSION, OTHER, "h:9", 9, "t2", 4, ()), 6.0)
+    assert not new and list(table.peers) == [OTHER] and again.addr == "h:9"
+    delta = LibraryDelta(OTHER, 4, 5, added=(summary("ggoo"),))
+    assert table.apply_delta(OTHER, delta) is again and again.library_rev == 5
+    assert list(again.library) == ["ggoo"]
+    assert table.remove(OTHER) is again and table.remove(OTHER) is None
+
+
+def summary(game_id: str) -> GameSummary:
+    return GameSummary(game_id, "1", True, False, "Ready", 10)
