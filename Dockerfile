@@ -2,8 +2,9 @@
 # venv holding lanpeer and its runtime dependencies.
 #
 # Build it with `python -m harness.image`, not by hand. harness/image.py stages the build
-# context (this file plus wheelhouse/deps/ and wheelhouse/lanpeer/, which `pip wheel` filled on
-# the host), passes BASE, and tags the result by a hash of its inputs.
+# context (this file plus wheelhouse/deps/, the locked runtime wheels that `pip download` fetched
+# on the host, and wheelhouse/lanpeer/), passes BASE, and tags the result by a hash of its inputs
+# (requirements.lock among them).
 #
 # The lab's engine has no registry, so this file is for the engine's classic builder (what the
 # docker SDK uses): no "# syntax" line (BuildKit would pull its frontend image) and no
@@ -25,11 +26,13 @@ ENV PATH=/opt/venv/bin:$PATH \
 ENTRYPOINT ["lanpeer"]
 RUN mkdir -p /games /state
 
-# Runtime dependencies; this layer changes only when pyproject.toml does.
+# Runtime dependencies, exactly as locked: requirements.txt is the runtime part of
+# requirements.lock, and pip refuses any wheel whose hash the lock does not name. This layer
+# changes only when that part does.
 COPY wheelhouse/deps/ /tmp/wheelhouse/
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --no-cache-dir --find-links=/tmp/wheelhouse \
-        /tmp/wheelhouse/*.whl \
+ && /opt/venv/bin/pip install --no-index --no-cache-dir --no-deps --require-hashes \
+        --find-links=/tmp/wheelhouse --requirement /tmp/wheelhouse/requirements.txt \
  && rm -rf /tmp/wheelhouse
 
 # lanpeer itself; pip check fails the build if pyproject.toml wants a dependency not installed.

@@ -5,9 +5,9 @@ Nothing can be pulled, so both images are made locally:
 * ``lanpeer-base:<hash12>``: a Debian bookworm rootfs made on the host by mmdebstrap and imported
   as one layer. There is no ``FROM debian`` anywhere.
 * ``lanpeer-peer:<hash12>``: the base plus /opt/venv with lanpeer and its runtime dependencies,
-  installed offline from a wheelhouse that ``pip wheel`` builds on the host (the host's CPython
-  3.11 and glibc 2.36 match bookworm's), using the project's ``Dockerfile`` and the engine's
-  classic builder.
+  installed offline, hash-checked, from the runtime part of ``requirements.lock`` (the wheels
+  are downloaded on the host, whose CPython 3.11 and glibc 2.36 match bookworm's), using the
+  project's ``Dockerfile`` and the engine's classic builder.
 
 Each tag is a hash of the inputs that make the image, so "is the image current?" is a single
 ``images.get`` and a build happens only when an input changed. A global file lock makes parallel
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ import docker
 import docker.errors
 from filelock import FileLock
 
+from harness import lockfile
 from harness.backends.engines import run_engines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,12 +256,25 @@ def _ensure_base(client: docker.DockerClient, progress: Progress) -> str:
 # Peer image
 
 
+def _packaging_tables(pyproject: Path) -> bytes:
+    """The parts of pyproject.toml that go into the image: [build-system] and [project] (name,
+    version, dependencies, the entry point). Tool settings (ruff, mypy, pytest) do not."""
+    data = tomllib.loads(pyproject.read_text("utf-8"))
+    tables = {key: data.get(key) for key in ("build-system", "project")}
+    return json.dumps(tables, sort_keys=True).encode()
+
+
 def _peer_inputs(root: Path) -> list[tuple[str, bytes]]:
-    """The files whose content defines the peer image: Dockerfile, pyproject.toml, peer/**.
+    """What defines the peer image: the Dockerfile, the lock, pyproject's packaging tables and
+    peer/**. A lock refresh rebuilds it; a lint setting or a test edit does not.
 
     Bytecode caches are skipped: importing peer/ must not change the tag.
     """
-    parts = [(name, (root / name).read_bytes()) for name in ("Dockerfile", "pyproject.toml")]
+    parts = [
+        ("Dockerfile", (root / "Dockerfile").read_bytes()),
+        ("requirements.lock", (root / "requirements.lock").read_bytes()),
+        ("pyproject.toml:packaging", _packaging_tables(root / "pyproject.toml")),
+    ]
     peer = root / "peer"
     for path in sorted(peer.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
@@ -296,7 +311,7 @@ def _snapshot_sources(dest: Path) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     _make_cache_dir(dest)
-    for name in ("Dockerfile", "pyproject.toml"):
+    for name in ("Dockerfile", "pyproject.toml", "requirements.lock"):
         shutil.copy2(ROOT / name, dest / name)
     readme = ROOT / "README.md"
     if readme.is_file():
@@ -306,25 +321,31 @@ def _snapshot_sources(dest: Path) -> None:
     shutil.copytree(ROOT / "peer", dest / "peer", ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def _pip_wheel(args: list[str]) -> None:
-    """Run `pip wheel` with the harness's own interpreter (CPython 3.11, like bookworm's)."""
-    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"]
+def _pip(verb: str, args: list[str]) -> None:
+    """Run pip (the locked one, in the harness's CPython 3.11, like bookworm's)."""
+    pip = [sys.executable, "-m", "pip", verb, "--quiet", "--disable-pip-version-check"]
     result = subprocess.run(
         [*pip, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise RuntimeError(f"pip wheel failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        raise RuntimeError(f"pip {verb} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+
+
+RUNTIME_LOCK = "requirements.txt"  # in the dependency wheelhouse, beside the wheels
 
 
 def _deps_wheelhouse(src: Path, progress: Progress) -> Path:
-    """Wheels of lanpeer's runtime dependencies, cached per pyproject.toml and host Python.
+    """Wheels of lanpeer's runtime dependencies as locked, with the runtime part of the lock
+    that the image installs them by (`--require-hashes`), cached per that part and host Python.
 
-    Resolving and downloading them is most of a peer rebuild, and they only change with
-    pyproject.toml. To pick up newer releases without editing it, delete .cache/wheelhouse.
+    Only wheels: a package built here from source would not match its locked hash.
     """
+    runtime = lockfile.runtime_lock(
+        lockfile.read(src / "requirements.lock"), src / "pyproject.toml"
+    )
     key = _digest12(
         [
-            ("pyproject", (src / "pyproject.toml").read_bytes()),
+            ("runtime-lock", runtime.encode()),
             ("python", f"{sys.implementation.cache_tag}-{sys.platform}".encode()),
         ]
     )
@@ -342,10 +363,10 @@ def _deps_wheelhouse(src: Path, progress: Progress) -> Path:
     if partial.exists():
         shutil.rmtree(partial)
     _make_cache_dir(partial)
-    with _step(progress, "pip wheel lanpeer's runtime dependencies"):
-        _pip_wheel(["--wheel-dir", str(partial), str(src)])
-    for own in partial.glob("lanpeer-*.whl"):
-        own.unlink()
+    (partial / RUNTIME_LOCK).write_text(runtime)
+    with _step(progress, "pip download lanpeer's locked runtime dependencies"):
+        args = ["--only-binary=:all:", "--no-deps", "--require-hashes", "--dest", str(partial)]
+        _pip("download", [*args, "--requirement", str(partial / RUNTIME_LOCK)])
     partial.rename(deps)
     for old in WHEEL_CACHE.glob("deps-*"):
         if old != deps:
@@ -354,14 +375,16 @@ def _deps_wheelhouse(src: Path, progress: Progress) -> Path:
 
 
 def _build_peer(client: docker.DockerClient, src: Path, base: str, tag: str, p: Progress) -> None:
-    """Wheels on the host (`pip wheel`), then the Dockerfile with the classic builder."""
+    """Wheels on the host (locked ones downloaded, ours built), then the Dockerfile with the
+    classic builder."""
     deps = _deps_wheelhouse(src, p)
     own = WHEEL_CACHE / "lanpeer"
     if own.exists():
         shutil.rmtree(own)
     _make_cache_dir(own)
     with _step(p, "pip wheel lanpeer"):
-        _pip_wheel(["--no-deps", "--wheel-dir", str(own), str(src)])
+        # With the locked setuptools in this venv: an isolated build would fetch an unlocked one.
+        _pip("wheel", ["--no-deps", "--no-build-isolation", "--wheel-dir", str(own), str(src)])
     context = PEER_BUILD / "context"
     if context.exists():
         shutil.rmtree(context)

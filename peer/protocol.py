@@ -10,7 +10,7 @@ which is why it is used here rather than hand-written checks.
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal, TypeVar, cast
+from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
 
@@ -308,10 +308,12 @@ LaneReply = ChunkHeader | EntryHeader | StreamEnd | ErrorReply
 # -- encoding and decoding ------------------------------------------------------------------------
 
 _encoder = msgspec.json.Encoder()
-_requests = msgspec.json.Decoder(Request)
-_replies = msgspec.json.Decoder(Reply)
-_lane_requests = msgspec.json.Decoder(LaneRequest)
-_lane_replies = msgspec.json.Decoder(LaneReply)
+# Annotated, not cast at use: older msgspec types Decoder(Union) as Decoder[Any], newer
+# releases as Decoder[the union]; both fit these annotations, and no cast goes stale.
+_requests: msgspec.json.Decoder[Request] = msgspec.json.Decoder(Request)
+_replies: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
+_lane_requests: msgspec.json.Decoder[LaneRequest] = msgspec.json.Decoder(LaneRequest)
+_lane_replies: msgspec.json.Decoder[LaneReply] = msgspec.json.Decoder(LaneReply)
 
 
 def encode(message: _Message) -> bytes:
@@ -335,19 +337,19 @@ def _decode(decoder: msgspec.json.Decoder[T], data: bytes, limit: int) -> T:
 
 
 def decode_request(data: bytes) -> Request:
-    return cast(Request, _decode(_requests, data, MAX_MESSAGE_BYTES))
+    return _decode(_requests, data, MAX_MESSAGE_BYTES)
 
 
 def decode_reply(data: bytes) -> Reply:
-    return cast(Reply, _decode(_replies, data, MAX_MESSAGE_BYTES))
+    return _decode(_replies, data, MAX_MESSAGE_BYTES)
 
 
 def decode_lane_request(data: bytes) -> LaneRequest:
-    return cast(LaneRequest, _decode(_lane_requests, data, MAX_LANE_LINE))
+    return _decode(_lane_requests, data, MAX_LANE_LINE)
 
 
 def decode_lane_reply(data: bytes) -> LaneReply:
-    return cast(LaneReply, _decode(_lane_replies, data, MAX_LANE_LINE))
+    return _decode(_lane_replies, data, MAX_LANE_LINE)
 
 
 def expect(reply: Reply, kind: type[T]) -> T:

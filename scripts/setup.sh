@@ -45,12 +45,21 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$py" -m venv .venv
 fi
+# .venv holds exactly requirements.lock (README "Dependencies"), checked by hash, whatever the
+# registry serves today. Checked on every run (a fraction of a second) and synced when the lock
+# or pyproject.toml changed or something was installed around it. pip installs only the locked
+# uv (the one package it is asked for, with its hashes); uv then syncs the rest, removing what
+# the lock does not hold, and lanpeer itself is built with the locked setuptools (no build
+# isolation fetching an unlocked one).
 stamp=.venv/.lanpeer-deps
-want=$(sha256sum pyproject.toml | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing lanpeer and its test extras into .venv"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -m harness.lockfile >/dev/null 2>&1; then
+  log "syncing .venv to requirements.lock"
+  awk '/^uv==/{on=1} on{print} on && !/\\$/{exit}' requirements.lock >.venv/uv.req
+  .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r .venv/uv.req
+  .venv/bin/uv pip sync -q --python .venv/bin/python --require-hashes requirements.lock
+  .venv/bin/uv pip install -q --python .venv/bin/python --no-deps --no-build-isolation -e .
+  .venv/bin/python -m harness.lockfile
   echo "$want" >"$stamp"
 fi
 log "ready"
