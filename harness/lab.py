@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,20 @@ class Lab:
     def write_timeline(self, path: Path, scenario: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.timeline(scenario), indent=1, default=str))
+
+    def end_peers(self) -> list[str]:
+        """Stop every peer still running with SIGTERM, all at once, and judge how each of its
+        runs ended (`PeerHandle.end`): the problems found, or [] when every peer ended well."""
+        if not self.peers:
+            return []
+        with ThreadPoolExecutor(max_workers=len(self.peers)) as pool:
+            found = list(pool.map(lambda p: p.end(), self.peers))
+        problems = [problem for per_peer in found for problem in per_peer]
+        if problems:
+            self.actions.append(
+                {"_t": time.monotonic(), "action": "unhealthy-ending", "problems": problems}
+            )
+        return problems
 
     def close(self) -> None:
         self.backend.close()

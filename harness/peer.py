@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import PeerProcess, PeerSpec
+from harness.health import Ending, ending_problems, stderr_problems
 from harness.manifest import (
     NOT_TRANSFERRED,
     Manifest,
@@ -30,6 +31,7 @@ Record = dict[str, Any]
 Where = Mapping[str, Any] | Callable[[Record], bool] | None
 
 DEFAULT_TIMEOUT = 60.0
+STOP_GRACE = 20.0  # how long a peer may take to exit after SIGTERM before it counts as hung
 
 _WRITE_EXECUTABLE = (
     "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2]); os.chmod(sys.argv[1], 0o755)"
@@ -79,6 +81,9 @@ class PeerHandle:
         self._ids = itertools.count(1)
         self.addr = ""
         self.peer_id = ""
+        self.endings: list[Ending] = []  # each run of the process that has ended, in order
+        self.expected_errors: set[str] = set()  # error-level log events the scenario causes
+        self._killed = False  # this run was SIGKILLed by the lab
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -113,6 +118,7 @@ class PeerHandle:
         if rate is not None:
             self._act("throttle", max_upload_rate=rate)
         since = self.mark()
+        self._killed = False
         self.process.start(self._sink)
         ready = self.expect("local-peer-ready", since=since, timeout=timeout)
         self.addr, self.peer_id = ready["addr"], ready["peer_id"]
@@ -379,13 +385,52 @@ class PeerHandle:
 
     def kill(self) -> None:
         self._act("kill")
+        self._killed = True
         self.process.kill()
+        self._ended()
+
+    def pause(self) -> None:
+        """Freeze the whole peer, as a closed laptop lid does (`resume` thaws it)."""
+        self._act("pause")
+        self.process.pause()
+
+    def resume(self) -> None:
+        self._act("resume")
+        self.process.resume()
 
     def restart(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Kill if running, then start again with the same state dir and games root."""
         if not self.process.exited():
+            self._killed = True
             self.process.kill()
+        self._ended()
         self._start("restart", timeout)
+
+    def _ended(self) -> None:
+        """Note how the run that just ended ended (once per run)."""
+        status = self.process.exit_status()
+        if status is not None and len(self.endings) < self.runs():
+            self.endings.append(Ending(status, self._killed))
+            self._act("exited", status=status, killed=self._killed)
+
+    def runs(self) -> int:
+        return sum(1 for a in self.actions if a["action"] in ("start", "restart"))
+
+    def end(self, grace: float = STOP_GRACE) -> list[str]:
+        """Stop the peer as a supervisor would (SIGTERM) unless it already ended, and judge
+        every run it had (health.py): the problems, each naming this peer, or []."""
+        if self.runs() and not self.process.exited():
+            self._act("sigterm")
+            status = self.process.terminate(grace)
+            if status is None:
+                self.endings.append(Ending(None, False))
+                self._act("hung", grace_s=grace)
+        self._ended()
+        with self._cond:
+            stderr = list(self.stderr)
+        problems = [p for e in self.endings for p in ending_problems(e)]
+        problems += stderr_problems(stderr, self.expected_errors)
+        return [f"peer {self.name}: {p}" for p in problems]
 
     def take_identity_of(self, other: PeerHandle, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Restart with a copy of `other`'s state dir (its key, so its peer id), as a user who

@@ -25,7 +25,7 @@ from peer.node import Node
 from peer.output import Output
 from peer.protocol import MAX_CHUNK
 from peer.settings import Settings
-from peer.stdin import TOO_LONG, stdin_lines
+from peer.stdin import TOO_LONG, FdLines, stdin_lines
 
 MAX_LINE = 1024 * 1024
 
@@ -207,7 +207,7 @@ async def _run_one(peer: Node, out: Output, line: str) -> None:
 
 
 async def serve_stdin(peer: Node, out: Output) -> None:
-    lines = stdin_lines(sys.stdin.buffer, MAX_LINE)
+    lines = stdin_lines(FdLines(0), MAX_LINE)
     while not peer.stopping.is_set():
         raw = await lines.get()
         if raw is None:
@@ -222,20 +222,26 @@ async def serve_stdin(peer: Node, out: Output) -> None:
 
 async def amain(settings: Settings, out: Output) -> int:
     peer = Node(settings, out.event)
+    # Taken before start: a SIGTERM that comes as soon as the peer says it is ready (a
+    # supervisor's, or the lab's) must be a clean stop, not the default action's death (143).
+    asked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, asked.set)
     try:
         await peer.start()
     except BaseException:
         await peer.shutdown()  # let go of what was taken (locks, sockets) before refusing
         raise
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, peer.stop_soon)
-    stdin_task = asyncio.create_task(serve_stdin(peer, out))
-    stop_task = asyncio.create_task(peer.stopping.wait())
-    done, _ = await asyncio.wait({stdin_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-    if stdin_task in done and not peer.stopping.is_set():
-        await peer.shutdown()
-    stdin_task.cancel()
+    ends = {
+        asyncio.create_task(serve_stdin(peer, out)),  # EOF: whoever drove us is gone
+        asyncio.create_task(asked.wait()),  # SIGTERM or SIGINT
+        asyncio.create_task(peer.stopping.wait()),  # the `shutdown` command
+    }
+    await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+    await peer.shutdown()  # returns once done, whoever started it
+    for task in ends:
+        task.cancel()
     out.event("cli-stopped", peer_id=peer.peer_id)
     return 0
 

@@ -131,6 +131,7 @@ def lab(request: pytest.FixtureRequest, worker_id: str) -> Iterator[Lab]:
     the_lab = Lab(_make_backend(run, worker_id, engines))
     if run.backend == "docker":  # which engine ran it: in the JUnit XML and the run report
         request.node.user_properties.append(("engine", engine_for(worker_id, engines)))
+    problems: list[str] = []
     try:
         yield the_lab
     finally:
@@ -138,6 +139,10 @@ def lab(request: pytest.FixtureRequest, worker_id: str) -> Iterator[Lab]:
         name = str(marker.args[0]) if marker else request.node.name
         timelines = request.config.rootpath / "artifacts" / "timelines" / run.run_id
         try:
+            problems = the_lab.end_peers()
             the_lab.write_timeline(timelines / f"{name}.json", name)
         finally:
             the_lab.close()
+    if problems:  # how every peer ended is part of every scenario's expected column
+        tails = "\n".join(p.context() for p in the_lab.peers)
+        pytest.fail("peers did not end cleanly:\n" + "\n".join(problems) + "\n" + tails)

@@ -176,8 +176,16 @@ class _FakeProcess:
 
     def kill(self) -> None: ...
     def stop(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
     def exited(self) -> bool:
         return True
+
+    def terminate(self, timeout: float) -> int | None:
+        return 0
+
+    def exit_status(self) -> int | None:
+        return 0
 
     def run(self, argv: list[str]) -> tuple[int, bytes]:
         self.ran.append(argv)

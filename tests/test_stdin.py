@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 
-from peer.stdin import TOO_LONG, _read, stdin_lines
+from peer.stdin import TOO_LONG, FdLines, LineSource, _read, stdin_lines
 
 
-def items(data: bytes, limit: int) -> list[bytes | None]:
-    stream, out = io.BytesIO(data), list[bytes | None]()
+def items(data: bytes, limit: int, raw: bool = False) -> list[bytes | None]:
+    stream: LineSource = io.BytesIO(data)
+    if raw:  # the peer's own reader: a raw descriptor (a pipe here), no BufferedReader
+        read_end, write_end = os.pipe()
+        os.write(write_end, data)
+        os.close(write_end)
+        stream = FdLines(read_end)
+    out = list[bytes | None]()
     while not out or out[-1] is not None:
         out.extend(_read(stream, limit))
     return out
@@ -28,8 +35,9 @@ def items(data: bytes, limit: int) -> list[bytes | None]:
         (b"abcdefgh", [TOO_LONG, None]),  # over-long at EOF
     ],
 )
-def test_lines(data: bytes, expected: list[bytes | None]) -> None:
-    assert items(data, 4) == expected
+@pytest.mark.parametrize("raw", [False, True], ids=["buffered", "fd"])
+def test_lines(data: bytes, expected: list[bytes | None], raw: bool) -> None:
+    assert items(data, 4, raw) == expected
 
 
 async def test_the_reader_thread_delivers_every_line_then_eof() -> None:

@@ -46,6 +46,20 @@ class PeerProcess(Protocol):
     def kill(self) -> None:
         """SIGKILL the peer: no goodbye, sockets die with it."""
 
+    def terminate(self, timeout: float) -> int | None:
+        """SIGTERM the peer if it runs and wait up to `timeout` s for it to exit. Its exit
+        status as a shell shows it (128+N after signal N), or None if it was still running
+        (it is then SIGKILLed)."""
+
+    def exit_status(self) -> int | None:
+        """How the peer's last run ended (as `terminate` says it), or None while it runs."""
+
+    def pause(self) -> None:
+        """Freeze the whole peer (the cgroup freezer; SIGSTOP on the local backend)."""
+
+    def resume(self) -> None:
+        """Thaw a paused peer."""
+
     def stop(self) -> None:
         """Remove everything this peer owns (idempotent)."""
 

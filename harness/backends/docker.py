@@ -198,6 +198,9 @@ class DockerPeer:
 
     def kill(self) -> None:
         try:
+            self.container.reload()
+            if self.container.status == "paused":
+                self.container.unpause()
             self.container.kill()
             self.container.wait(timeout=60)
         except docker.errors.APIError:
@@ -208,7 +211,31 @@ class DockerPeer:
             self.container.reload()
         except docker.errors.NotFound:
             return True
-        return bool(self.container.status != "running")
+        return self.container.status not in ("running", "paused")
+
+    def terminate(self, timeout: float) -> int | None:
+        if not self.exited():
+            if self.container.status == "paused":
+                self.container.unpause()  # a frozen peer cannot act on SIGTERM
+            with contextlib.suppress(docker.errors.APIError):
+                self.container.kill(signal="SIGTERM")
+            try:
+                self.container.wait(timeout=timeout)
+            except Exception:  # requests' ReadTimeout: still running
+                self.kill()
+                return None
+        return self.exit_status()
+
+    def exit_status(self) -> int | None:
+        if not self.exited():
+            return None
+        return int(self.container.attrs["State"]["ExitCode"])
+
+    def pause(self) -> None:
+        self.container.pause()
+
+    def resume(self) -> None:
+        self.container.unpause()
 
     def stop(self) -> None:
         with contextlib.suppress(docker.errors.NotFound):

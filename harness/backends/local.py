@@ -84,11 +84,36 @@ class LocalPeer:
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            self.proc.send_signal(signal.SIGKILL)  # also ends a stopped (paused) process
             self.proc.wait(timeout=30)
 
     def exited(self) -> bool:
         return self.proc is None or self.proc.poll() is not None
+
+    def terminate(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused peer cannot act on SIGTERM
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        return self.exit_status()
+
+    def exit_status(self) -> int | None:
+        code = None if self.proc is None else self.proc.poll()
+        return None if code is None else (128 - code if code < 0 else code)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         self.kill()
