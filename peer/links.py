@@ -3,7 +3,8 @@
 One QUIC connection per remote peer id. This module owns the peer table and keeps it true:
 a Hello (either direction) records a peer, a delta updates its library, a Goodbye or a closed
 connection removes it at once, and the liveness rule (`mesh.liveness`) pings the idle and drops
-the silent. Requests it does not own (GetGame) go to the `serve` callback it was given.
+the silent. Requests it does not own (GetGame) go to the `serve` callback it was given. A peer
+lost without a Goodbye is dialled again with backoff (`mesh.redial_delay`) until it is back.
 
 An introduction counts only from the holder of its id's key (proven in the QUIC handshake), and
 `mesh.meeting` says who it is from: a new peer, a restart, ourselves, or a second live process
@@ -21,7 +22,7 @@ from typing import Any
 import structlog
 
 from peer.errors import PeerError
-from peer.mesh import PeerTable, RemotePeer, liveness, meeting
+from peer.mesh import REDIAL_REASONS, PeerTable, RemotePeer, liveness, meeting, redial_delay
 from peer.output import Emit
 from peer.protocol import (
     DuplicateIdentity,
@@ -74,6 +75,8 @@ class Links:
         self.peer_id = ""
         self.addr = ""
         self.endpoint: ControlEndpoint | None = None
+        self._redialling: set[str] = set()  # peer ids with a redial task
+        self._closing = False
 
     # -- dialling --------------------------------------------------------------------------
 
@@ -259,6 +262,27 @@ class Links:
             removed_games=sorted(record.library),
         )
         self._spawn(self._notify(), "notify")
+        if reason in REDIAL_REASONS and not self._closing and peer_id not in self._redialling:
+            self._redialling.add(peer_id)
+            self._spawn(self._redial(peer_id, record.addr), f"redial-{peer_id}")
+
+    async def _redial(self, peer_id: str, addr: str) -> None:
+        """Dial a lost peer's last address with backoff until it is back, by our dial or its."""
+        try:
+            attempt = 0
+            while peer_id not in self.table.peers:
+                await asyncio.sleep(redial_delay(attempt))
+                attempt += 1
+                if peer_id in self.table.peers or self._closing:
+                    return
+                try:
+                    await self.connect(addr)
+                except PeerError as exc:
+                    log.debug("redial failed", peer_id=peer_id, addr=addr, error=exc.message)
+                    continue
+                log.info("redialled", peer_id=peer_id, addr=addr, attempts=attempt)
+        finally:
+            self._redialling.discard(peer_id)
 
     async def _notify(self) -> None:
         async with self.changed:
@@ -296,6 +320,7 @@ class Links:
 
     async def close(self) -> None:
         """Say Goodbye to every peer so they drop us at once (S10), then close every link."""
+        self._closing = True
         goodbyes = [
             conn.request(Goodbye(self.peer_id), timeout=2.0) for conn in self.conns.values()
         ]

@@ -118,3 +118,17 @@ def liveness(
         elif idle >= ping_interval:
             ping.append(peer.peer_id)
     return Liveness(tuple(ping), tuple(drop))
+
+
+# Redial: a peer lost without a Goodbye (silent past the stale timeout, or its link closed
+# under it) is a cable pulled or a lid closed, not a peer that left; as Syncthing redials its
+# known devices, we dial its last address again: after 1 s, 2 s, 4 s, then every 5 s, until it
+# is back (by our dial or its own). A Goodbye means it left on purpose: no redial.
+REDIAL_REASONS = frozenset({"timeout", "connection-closed"})
+REDIAL_FIRST = 1.0
+REDIAL_MAX = 5.0
+
+
+def redial_delay(attempt: int) -> float:
+    """Seconds to wait before redial `attempt` (0-based) of a lost peer."""
+    return min(REDIAL_FIRST * 2.0 ** min(attempt, 16), REDIAL_MAX)

@@ -279,17 +279,20 @@ class ControlEndpoint:
         loop = asyncio.get_running_loop()
         config = _quic_config(self._identity, is_client=True, idle_timeout=self._idle_timeout)
         config.server_name = host
+        transport: asyncio.DatagramTransport | None = None
         try:
             async with asyncio.timeout(timeout):
                 infos = await loop.getaddrinfo(host, port, type=0)
                 remote = infos[0][4]
                 quic = QuicConnection(configuration=config)
-                _, protocol = await loop.create_datagram_endpoint(
+                transport, protocol = await loop.create_datagram_endpoint(
                     lambda: self._protocol(quic), local_addr=("0.0.0.0", 0)
                 )
                 protocol.connect((remote[0], remote[1]))
                 await protocol.wait_connected()
         except (OSError, TimeoutError, ConnectionError, UnicodeError, ValueError) as exc:
+            if transport is not None:  # a handshake that timed out: free its socket
+                transport.close()
             raise PeerError("connect-failed", f"cannot reach {host}:{port}: {exc!r}") from None
         assert isinstance(protocol, ControlConnection)
         return protocol
