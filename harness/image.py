@@ -56,7 +56,17 @@ ROLE_LABEL = "lanpeer.role"
 SUITE = "bookworm"
 VARIANT = "apt"
 COMPONENTS = ("main", "non-free")
-PACKAGES = ("python3", "python3-venv", "unrar", "ca-certificates", "iproute2", "procps")
+# iptables and iproute2 (tc) serve the lab's nemesis (harness/nemesis.py), which runs them in a
+# short-lived sidecar sharing a peer's network namespace; the peer itself stays unprivileged.
+PACKAGES = (
+    "python3",
+    "python3-venv",
+    "unrar",
+    "ca-certificates",
+    "iproute2",
+    "iptables",
+    "procps",
+)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 BOOKWORM_PYTHON = (3, 11)  # the host builds the wheels, so its Python must match this
 # An imported image has no ENV at all. The builder and runtime fall back to the default PATH

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend, PeerSpec
+from harness.nemesis import Nemesis
 from harness.peer import DEFAULT_TIMEOUT, PeerHandle
 
 
@@ -22,10 +23,18 @@ class Lab:
         self.backend = backend
         self.peers: list[PeerHandle] = []
         self.actions: list[dict[str, Any]] = []  # the lab's own, not one peer's (a failure)
+        net_admin = getattr(backend, "net_admin", None)
+        self.nemesis = Nemesis(
+            None if net_admin is None else lambda peer, script: net_admin(peer.process, script),
+            self._record,
+        )
+
+    def _record(self, action: str, **fields: Any) -> None:
+        self.actions.append({"_t": time.monotonic(), "action": action, **fields})
 
     def note_failure(self, message: str) -> None:
         """Mark the moment the scenario failed, with pytest's one-line reason."""
-        self.actions.append({"_t": time.monotonic(), "action": "failed", "message": message})
+        self._record("failed", message=message)
 
     def peer(
         self,
@@ -93,15 +102,20 @@ class Lab:
     def end_peers(self) -> list[str]:
         """Stop every peer still running with SIGTERM, all at once, and judge how each of its
         runs ended (`PeerHandle.end`): the problems found, or [] when every peer ended well."""
+        heal_failure = None
+        try:
+            self.nemesis.heal_all()  # every fault undone, even when the test failed
+        except Exception as exc:
+            heal_failure = f"nemesis: a heal failed: {exc}"
         if not self.peers:
-            return []
+            return [heal_failure] if heal_failure else []
         with ThreadPoolExecutor(max_workers=len(self.peers)) as pool:
             found = list(pool.map(lambda p: p.end(), self.peers))
         problems = [problem for per_peer in found for problem in per_peer]
+        if heal_failure:
+            problems.insert(0, heal_failure)
         if problems:
-            self.actions.append(
-                {"_t": time.monotonic(), "action": "unhealthy-ending", "problems": problems}
-            )
+            self._record("unhealthy-ending", problems=problems)
         return problems
 
     def close(self) -> None:

@@ -299,6 +299,28 @@ class PeerHandle:
             + self.context()
         )
 
+    def stays_without(self, event: str, seconds: float, where: Where = None) -> None:
+        """Watch the peer for `seconds` and fail the moment `event` appears: for "X does not
+        happen while ...", where the window itself is the claim (not a sleep before a look)."""
+        since = self.mark()
+        deadline = time.monotonic() + seconds
+        self._act("watch", event=event, seconds=seconds)
+        with self._cond:
+            while True:
+                hits = [
+                    r
+                    for r in self.records[since:]
+                    if r.get("type") == "event" and r.get("event") == event and _matches(r, where)
+                ]
+                assert not hits, (
+                    f"peer {self.name}: {event} within the {seconds}s watched: {hits[:2]}\n"
+                    + self.context()
+                )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(remaining)
+
     # -- state ---------------------------------------------------------------------------------
 
     def connect(self, *others: PeerHandle) -> list[Any]:

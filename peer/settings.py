@@ -31,7 +31,8 @@ class Settings:
     request_timeout: float = 10.0
     # A source hashes a game the first time it is asked for it: minutes for a large one.
     describe_timeout: float = 600.0
-    chunk_idle_timeout: float = 10.0
+    # A chunk whose source sends no byte for this long is given up and re-planned (X08).
+    chunk_idle_timeout: float = 5.0
     connect_timeout: float = 5.0
     # How often the games root is rescanned for external changes, and progress sampling.
     scan_interval: float = 1.0

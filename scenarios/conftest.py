@@ -24,6 +24,7 @@ from harness.backends.base import Backend
 from harness.backends.engines import EngineError, engine_for, run_engines
 from harness.lab import Lab
 from harness.labrun import LAB_RUN, WORKERINPUT_KEY, LabRun
+from harness.nemesis import MECHANISM
 
 ENGINES = pytest.StashKey[tuple[str, ...]]()
 ENGINES_KEY = "lanpeer_engines"
@@ -82,7 +83,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     run = config.stash[LAB_RUN]
     engines = config.stash[ENGINES]
     where = f"; engines {', '.join(engines)}" if run.backend == "docker" else ""
-    return f"lanpeer backend: {run.backend} ({run.why}); run id {run.run_id}{where}"
+    faults = MECHANISM if run.backend == "docker" else "pause only (no network namespaces)"
+    return (
+        f"lanpeer backend: {run.backend} ({run.why}); run id {run.run_id}{where}\n"
+        f"lanpeer nemesis: {faults}"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

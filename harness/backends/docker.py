@@ -286,6 +286,25 @@ class DockerBackend:
         self.peers.append(peer)
         return peer
 
+    def net_admin(self, peer: DockerPeer, script: str) -> tuple[int, bytes]:
+        """Run `script` as root with NET_ADMIN in `peer`'s network namespace, in a sidecar
+        that lives for this one script (harness/nemesis.py); the peer stays unprivileged."""
+        try:
+            out = self.client.containers.run(
+                self.image,
+                ["-c", script],
+                entrypoint=["sh"],
+                network_mode=f"container:{peer.container.id}",
+                cap_add=["NET_ADMIN"],
+                labels={**self.labels, "lanpeer.role": "nemesis", "lanpeer.peer": peer.name},
+                remove=True,
+                stdout=True,
+                stderr=True,
+            )
+        except docker.errors.ContainerError as exc:
+            return int(exc.exit_status), bytes(exc.stderr or b"")
+        return 0, bytes(out)
+
     def close(self) -> None:
         for peer in self.peers:
             peer.stop()

@@ -1,0 +1,78 @@
+"""X08 Half-open source: one of two sources is cut off silently mid-download.
+
+A pulled cable or a dead switch port: no RST, no FIN, packets just stop (iptables DROP both
+ways, existing connections included). The download must finish from the other source with an
+exact copy; the chunk stuck on the cut source is given up once no byte came for the chunk idle
+timeout (5 s) and re-planned; both sides declare each other lost within the stale timeout; and
+after the heal they meet again by themselves (the redial, no `connect`), and the healed source
+serves the next download.
+"""
+
+import pytest
+
+from harness.lab import Lab
+from harness.manifest import assert_same
+from harness.peer import chunk_bytes_by_source
+from harness.runlog import Figure
+
+RATE = ("--max-upload-rate", str(12 * 1024 * 1024))  # a 32 MiB chunk takes about 2.7 s
+STALE = 8.0  # the peer's default --stale-timeout
+LIVENESS_SLACK = 3.0  # the liveness rule runs every ping interval / 2, plus scheduling
+REDIAL_BOUND = 5.0 + 5.0 + 3.0  # README: the redial ceiling, one connect timeout, slack
+
+
+@pytest.mark.scenario("X08")
+@pytest.mark.requires_docker("a silent cut needs network namespaces (iptables)")
+def test_x08_half_open_source(lab: Lab, figure: Figure) -> None:
+    cut, survivor = (lab.peer(n, fixture="fixture-alpha", args=RATE) for n in ("cut", "survivor"))
+    client = lab.peer("client")
+    client.connect(cut, survivor)
+
+    start = client.mark()
+    client.send("download", game_id="alienswarm", install=False)
+    begin = client.expect("download-begin", where={"game_id": "alienswarm"}, since=start)
+    assert set(begin["sources"]) == {cut.addr, survivor.addr}
+    fault = lab.nemesis.partition([client], [cut])
+    at_cut, cut_side = client.mark(), cut.mark()
+    client.expect("download-finished", where={"game_id": "alienswarm"}, since=start, timeout=120)
+    end = client.mark()
+    client.no_event_since("download-failed", since=start, until=end)
+    assert_same(client.manifest("alienswarm"), survivor.manifest("alienswarm"), "alienswarm")
+
+    # The fault bit: a chunk was in flight on the cut source, failed, and came from the other.
+    failed = client.events("download-chunk-failed", since=at_cut, until=end)
+    assert failed and {f["peer_addr"] for f in failed} == {cut.addr}, failed
+    after = client.events("download-chunk-finished", since=at_cut, until=end)
+    retried = {(f["path"], f["offset"]) for f in failed}
+    assert retried <= {(c["path"], c["offset"]) for c in after if c["peer_addr"] == survivor.addr}
+    figure("chunk_given_up_after_s", round(failed[0]["_t"] - fault.started, 1))
+
+    # Both ends of the cut declare the other lost, by the liveness rule.
+    lost = client.expect("peer-lost", where={"peer_id": cut.peer_id}, since=at_cut,
+                         timeout=STALE + LIVENESS_SLACK)  # fmt: skip
+    assert lost["reason"] == "timeout"
+    lost_back = cut.expect("peer-lost", where={"peer_id": client.peer_id}, since=cut_side,
+                           timeout=STALE + LIVENESS_SLACK)  # fmt: skip
+    assert lost_back["reason"] == "timeout"
+    figure("lost_after_s", round(lost["_t"] - fault.started, 1))
+    survivor.no_event_since("peer-lost")  # the survivor's links were never cut
+
+    fault.heal()
+    healed = client.mark()
+    commands_before = len(client.actions) + len(cut.actions)
+    met = client.expect("peer-connected", where={"peer_id": cut.peer_id}, since=healed,
+                        timeout=REDIAL_BOUND)  # fmt: skip
+    assert fault.healed is not None
+    figure("met_again_after_heal_s", round(met["_t"] - fault.healed, 1))
+    assert len(client.actions) + len(cut.actions) == commands_before, "no connect, no restart"
+
+    removed = client.mark()
+    client.remove("alienswarm")
+    client.expect("local-library-changed", since=removed)
+    again = client.download("alienswarm")
+    assert again.outcome == "download-finished", again.terminal
+    delivered = chunk_bytes_by_source(
+        client.events("download-chunk-finished", since=again.start, until=again.end)
+    )
+    assert delivered.get(cut.addr, 0) > 0, f"the healed source served nothing: {delivered}"
+    assert_same(client.manifest("alienswarm"), cut.manifest("alienswarm"), "alienswarm")
