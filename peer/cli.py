@@ -37,14 +37,15 @@ class _JsonFormatter(logging.Formatter):
     """Renders stdlib records (aioquic's, for one) as JSON lines like structlog's."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "event": record.getMessage(),
-                "logger": record.name,
-                "level": record.levelname.lower(),
-                "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            }
-        )
+        fields = {
+            "event": record.getMessage(),
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+        }
+        if record.exc_info:  # asyncio's "Exception in callback" is useless without it
+            fields["exception"] = self.formatException(record.exc_info)
+        return json.dumps(fields)
 
 
 def configure_logging(level: str) -> None:

@@ -52,6 +52,7 @@ MAX_OPEN_STREAMS = 64  # messages being received at once on one introduced conne
 MAX_CONNECTION_BYTES = 4 * MAX_MESSAGE_BYTES  # buffered at once on one introduced connection
 MAX_STRANGER_STREAMS = 2  # a stranger sends its Hello, or awaits our HelloAck
 MAX_STRANGERS = 8  # connections not yet introduced, at once, per endpoint
+DISPOSE_TIMEOUT = 5.0  # a failed handshake's QUIC close, before its socket goes anyway
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -238,6 +239,7 @@ class ControlEndpoint:
         self._idle_timeout = idle_timeout
         self._server: QuicServer | None = None
         self._strangers: set[ControlConnection] = set()
+        self._disposing: set[asyncio.Task[None]] = set()  # failed handshakes being closed
 
     def _protocol(self, quic: QuicConnection, stream_handler: Any = None) -> ControlConnection:
         conn = ControlConnection(
@@ -280,6 +282,7 @@ class ControlEndpoint:
         config = _quic_config(self._identity, is_client=True, idle_timeout=self._idle_timeout)
         config.server_name = host
         transport: asyncio.DatagramTransport | None = None
+        protocol: Any = None
         try:
             async with asyncio.timeout(timeout):
                 infos = await loop.getaddrinfo(host, port, type=0)
@@ -291,11 +294,36 @@ class ControlEndpoint:
                 protocol.connect((remote[0], remote[1]))
                 await protocol.wait_connected()
         except (OSError, TimeoutError, ConnectionError, UnicodeError, ValueError) as exc:
-            if transport is not None:  # a handshake that timed out: free its socket
-                transport.close()
+            if transport is not None:  # a handshake that failed: free its socket, in order
+                self._dispose(protocol, transport)
             raise PeerError("connect-failed", f"cannot reach {host}:{port}: {exc!r}") from None
         assert isinstance(protocol, ControlConnection)
         return protocol
+
+    def _dispose(self, protocol: Any, transport: asyncio.DatagramTransport) -> None:
+        """Close a connection whose handshake failed, then its socket. Closing the socket
+        first would leave aioquic's timer to fire on a dead transport ("Exception in callback
+        _handle_timer"); the QUIC close ends the timers, briefly, so it runs on its own."""
+
+        # aioquic fails the (shielded) handshake waiter when the close completes; our wait on
+        # it is gone, so retrieve that error here or asyncio reports it as never retrieved.
+        waiter = getattr(protocol, "_connected_waiter", None)
+        if waiter is not None:
+            waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+        async def dispose() -> None:
+            try:
+                protocol.close()
+                async with asyncio.timeout(DISPOSE_TIMEOUT):
+                    await protocol.wait_closed()
+            except (TimeoutError, OSError):
+                pass
+            finally:
+                transport.close()
+
+        task = asyncio.ensure_future(dispose())
+        self._disposing.add(task)
+        task.add_done_callback(self._disposing.discard)
 
     def close(self) -> None:
         if self._server is not None:

@@ -13,18 +13,18 @@ import pytest
 from harness.lab import Lab
 from harness.peer import PeerHandle
 from harness.runlog import Figure
+from peer.catalog import load_catalog
 
 TIMING = ("--ping-interval", "1", "--stale-timeout", "3")
 NOTICED = 3.0 + 3.0  # stale timeout, plus the liveness rule's period and scheduling
 MET_AGAIN = 5.0 + 5.0 + 5.0  # README: the redial ceiling, one connect timeout, slack
 
 
-def copy_game(src: PeerHandle, dst: PeerHandle, game_id: str) -> None:
-    """Drop a copy of `src`'s game root into `dst`'s games dir, as a person would; the
-    sentinel last, so the copy never looks complete before it is."""
-    files = src.files(game_id)
-    for rel in sorted(files, key=lambda f: f == "version.ini"):
-        dst.write(f"{game_id}/{rel}", src.read(f"{game_id}/{rel}"))
+def drop_game(peer: PeerHandle, game_id: str) -> None:
+    """Drop a new root of `game_id` (at the catalog's version) into `peer`'s games dir, as a
+    person copying a game in would; the sentinel last, so it never looks complete before it is."""
+    peer.write(f"{game_id}/{game_id}.eti", f"{game_id} dropped in by {peer.name}\n".encode())
+    peer.write(f"{game_id}/version.ini", f"{load_catalog()[game_id]}\n".encode())
 
 
 def sources(viewer: PeerHandle) -> dict[str, set[str]]:
@@ -73,14 +73,14 @@ def test_x13_split_room(lab: Lab, figure: Figure) -> None:
                 peer.expect("peer-lost", where={"peer_id": gone.peer_id},
                             since=since[peer.name], timeout=NOTICED)  # fmt: skip
 
-    # While split, each side changes: left gains cnctw (copied from c) and loses bfbc2; right
-    # gains bf1942 (copied from a) and loses cod5.
+    # While split, each side changes: left gains ggoo (which c on the right has too) and loses
+    # bfbc2; right gains bf1942 (which a on the left has too) and loses cod5.
     changes = {p.name: p.mark() for p in everyone}
-    copy_game(c, a, "cnctw")
+    drop_game(a, "ggoo")
     b.remove("bfbc2")
-    copy_game(a, d, "bf1942")
+    drop_game(d, "bf1942")
     c.remove("cod5")
-    libraries[a].add("cnctw")
+    libraries[a].add("ggoo")
     libraries[b].discard("bfbc2")
     libraries[d].add("bf1942")
     libraries[c].discard("cod5")
