@@ -12,7 +12,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 KILLED = 137  # 128 + SIGKILL, as Docker and a shell report it
-FATAL_MARKS = ("Traceback (most recent call last)", "Fatal Python error")
+FATAL_MARKS = (
+    "Traceback (most recent call last)",
+    "Fatal Python error",
+    "was never awaited",  # a coroutine dropped on the floor: work silently not done
+)
 ERROR_LEVELS = frozenset({"error", "critical", "exception", "fatal"})
 
 

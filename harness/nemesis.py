@@ -142,11 +142,13 @@ class Fault:
     targets: dict[str, Any]
     started: float
     undo: Callable[[], None] = field(repr=False)
-    healed: float | None = None
+    healing: float | None = None  # when the heal began (a side may meet the other before
+    healed: float | None = None  # the last rule is gone, when it ended)
     peers: list[Target] = field(default_factory=list, repr=False)  # whose namespace has rules
 
     def heal(self) -> None:
         if self.healed is None:
+            self.healing = time.monotonic()
             self.undo()
             self.healed = time.monotonic()
 

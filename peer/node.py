@@ -13,6 +13,7 @@ It holds no rules of its own. The parts never import it; each gets the callables
 from __future__ import annotations
 
 import asyncio
+import inspect
 import secrets
 from collections.abc import Awaitable
 from pathlib import Path
@@ -118,6 +119,10 @@ class Node:
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if inspect.iscoroutine(coro):
+            # A task cancelled before it ever ran (at shutdown) never started `coro`: close it,
+            # or Python warns "coroutine ... was never awaited" on stderr.
+            task.add_done_callback(lambda _task: coro.close())
         return task
 
     # -- start and stop ----------------------------------------------------------------------

@@ -45,6 +45,8 @@ def test_stderr_may_hold_no_traceback_fatal_error_or_unexpected_error_log() -> N
     ]
     assert stderr_problems([log("error", "task crashed")], {"task crashed"}) == []
     assert len(stderr_problems([log("critical", "x"), log("ERROR", "y")])) == 2
+    unawaited = "RuntimeWarning: coroutine 'Links._answers' was never awaited"
+    assert stderr_problems([unawaited]) == [f"stderr line 1: {unawaited}"]
 
 
 @pytest.fixture
