@@ -234,6 +234,7 @@ def test_the_lab_records_its_own_actions_on_the_timeline() -> None:
         ("remove", "source"),
         ("run", "source"),
         ("kill", "source"),
+        ("exited", "source"),  # with its status, judged at teardown (harness/health.py)
         ("restart", "source"),
         ("throttle", "source"),  # a restart keeps the peer's flags
         ("failed", None),
@@ -251,3 +252,23 @@ def test_a_timed_out_wait_is_recorded() -> None:
         peer.expect("download-finished", timeout=0.01)
     last: dict[str, Any] = peer.actions[-1]
     assert last["action"] == "wait-timed-out" and "download-finished" in last["what"]
+
+
+def test_a_fault_is_a_band_over_its_peers_lanes_from_bite_to_heal() -> None:
+    raw = sample()
+    raw["lab"] += [
+        {"t": 5.4, "action": "fault", "fault": 1, "kind": "partition",
+         "side_a": ["client"], "side_b": ["victim"]},
+        {"t": 6.2, "action": "heal", "fault": 1, "kind": "partition"},
+        {"t": 6.3, "action": "fault", "fault": 2, "kind": "pause", "peer": "survivor"},
+    ]  # fmt: skip
+    tl = timeline.decode(raw)
+    cut, lid = tl.bands
+    assert (cut.start, cut.end, cut.peers) == (5.4, 6.2, ("client", "victim"))
+    assert cut.label == "partition client | victim"
+    assert (lid.start, lid.end, lid.peers) == (6.3, tl.end, ("survivor",))  # never healed
+    labels = {m.label: m.kind for m in tl.lanes[0].marks}
+    assert labels["partition client | victim"] == "fault" and labels["heal partition"] == "heal"
+    drawn = svg.swimlanes(tl, svg.fit([0.0, tl.end]))
+    assert drawn.count('class="band b-partition"') == 2  # client's lane and victim's
+    assert drawn.count('class="band b-pause"') == 1

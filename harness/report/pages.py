@@ -33,6 +33,8 @@ KINDS = {
     "bad": "#d62728",
     "error": "#d62728",
     "result": "#b0b0b0",
+    "fault": "#e6550d",
+    "heal": "#31a354",
 }
 
 CSS = """
@@ -54,6 +56,8 @@ svg text{font:11px system-ui,sans-serif;fill:#222}
 .grid{stroke:#e2e2e2}.tick{fill:#777}.leader{stroke:#ccc}
 .mark line{stroke-width:2}.link{stroke-dasharray:3 3;stroke-width:1.2;opacity:.7}
 .failure{stroke:#c62828;stroke-width:2.5}.gap{fill:#d8d8d8}.waiting{fill:#c62828;opacity:.15}
+.band{fill:#e6550d;opacity:.13;pointer-events:all}.band.b-pause{fill:#6a51a3}
+.band.b-loss{fill:#d9b600}.band.b-rate-cap{fill:#8c564b}
 .explain{border-left:4px solid #c62828;background:#fff5f5;padding:8px 12px;margin:10px 0}
 pre{white-space:pre-wrap;font-size:12px;margin:4px 0}
 .legend-item{display:inline-block;margin-right:14px}

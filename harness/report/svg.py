@@ -175,13 +175,28 @@ def swimlanes(timeline: Timeline, scale: Scale) -> str:
     in a sideways scrolling box, with the lane names kept in view."""
     parts: list[str] = []
     tops: dict[str, float] = {}
+    heights: dict[str, float] = {}
     y = float(AXIS)
     for lane in timeline.lanes:
         tops[lane.name] = y
         drawn, height = _lane(lane, y, scale)
+        heights[lane.name] = height
         parts += drawn
         y += height + 4
     total = y
+    bands = []
+    for band in timeline.bands:
+        x0, x1 = scale.x(band.start), scale.x(band.end)
+        covered = [
+            lane.name for lane in timeline.lanes[1:] if not band.peers or lane.name in band.peers
+        ]
+        for name in covered:
+            top, bottom = tops[name], heights[name]
+            bands.append(
+                f'<rect class="band b-{escape(band.kind)}" x="{x0:.1f}" y="{top:.1f}" '
+                f'width="{max(x1 - x0, 2):.1f}" height="{bottom:.1f}">'
+                f"<title>{band.start:.3f}-{band.end:.3f} s {escape(band.label)}</title></rect>"
+            )
     links = []
     for mark in timeline.lanes[0].marks if timeline.lanes else ():
         if mark.kind in CONNECTED and mark.target in tops:
@@ -210,7 +225,7 @@ def swimlanes(timeline: Timeline, scale: Scale) -> str:
         '<div class="lanes"><div class="scroll">'
         f'<svg class="swimlanes" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" '
         f'height="{total:.0f}" viewBox="0 0 {width:.0f} {total:.0f}">'
-        + "".join([*under, *parts, *links, *failure, *over])
+        + "".join([*under, *parts, *bands, *links, *failure, *over])
         + "</svg></div>"
         + _names(timeline, tops, total)
         + "</div>"

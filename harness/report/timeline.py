@@ -59,6 +59,17 @@ class SourcePlot:
 
 
 @dataclass(frozen=True)
+class Band:
+    """A nemesis fault from the moment it bit to its heal (or the end), over its peers' lanes."""
+
+    start: float
+    end: float
+    kind: str
+    label: str
+    peers: tuple[str, ...]  # the lanes it covers; empty: every peer's
+
+
+@dataclass(frozen=True)
 class Timeline:
     scenario: str
     lanes: tuple[Lane, ...]  # the lab lane first, then one per peer
@@ -66,6 +77,7 @@ class Timeline:
     plots: tuple[SourcePlot, ...] = ()
     end: float = 0.0
     problems: tuple[str, ...] = field(default_factory=tuple)
+    bands: tuple[Band, ...] = ()
 
 
 def _num(value: Any) -> float:
@@ -151,8 +163,48 @@ def _lab_mark(action: dict[str, Any], names: dict[str, str]) -> Mark:
         return Mark(t, "failed", f"{peer} wait timed out", detail, peer)
     if what == "failed":
         return Mark(t, "failed", "FAILED", detail)
+    if what == "fault":
+        return Mark(t, "fault", _fault_label(action), detail)
+    if what == "heal":
+        return Mark(t, "heal", f"heal {_text(action.get('kind'))}", detail)
     kind = what if what in ("start", "restart", "kill") else "command"
     return Mark(t, kind, f"{what} {peer}".strip(), detail, peer)
+
+
+def _names_in(action: dict[str, Any], *keys: str) -> tuple[str, ...]:
+    found: list[str] = []
+    for key in keys:
+        value = action.get(key)
+        found += [str(v) for v in _list(value)] if isinstance(value, list) else []
+        if isinstance(value, str):
+            found.append(value)
+    return tuple(found)
+
+
+def _fault_label(action: dict[str, Any]) -> str:
+    kind = _text(action.get("kind"))
+    if kind in ("partition", "one-way-cut"):
+        a, b = _names_in(action, "side_a"), _names_in(action, "side_b")
+        return f"{kind} {','.join(a)} | {','.join(b)}"
+    if kind == "loss":
+        return f"loss {_num(action.get('percent')):g}% {','.join(_names_in(action, 'peers'))}"
+    if kind == "rate-cap":
+        return f"rate cap {_num(action.get('mbit')):g} Mbit/s {_text(action.get('peer'))}"
+    return f"{kind} {_text(action.get('peer'))}".strip()
+
+
+def _bands(actions: list[dict[str, Any]], end: float) -> list[Band]:
+    """Each fault action paired with the heal of the same fault id (or the timeline's end)."""
+    heals = {a.get("fault"): _num(a.get("t")) for a in actions if a.get("action") == "heal"}
+    bands = []
+    for a in actions:
+        if a.get("action") != "fault":
+            continue
+        start = _num(a.get("t"))
+        peers = _names_in(a, "side_a", "side_b", "peers", "peer")
+        stop = heals.get(a.get("fault"), end)
+        bands.append(Band(start, max(stop, start), _text(a.get("kind")), _fault_label(a), peers))
+    return bands
 
 
 def _failure(actions: list[dict[str, Any]]) -> Failure | None:
@@ -222,4 +274,5 @@ def decode(raw: Any) -> Timeline:
         plots=tuple(plots),
         end=end,
         problems=tuple(problems),
+        bands=tuple(_bands(actions, end)),
     )
