@@ -248,6 +248,17 @@ class Nemesis:
         fault = self._start("pause", {"peer": peer.name}, undo)
         return fault
 
+    def custom(self, kind: str, targets: dict[str, Any], heal: Callable[[], None]) -> Fault:
+        """A fault the scenario applied itself (a kill), on the timeline like the others;
+        `heal` undoes it (a restart)."""
+
+        def undo() -> None:
+            heal()
+            self._record("heal", fault=fault.fault_id, kind=kind)
+
+        fault = self._start(kind, targets, undo)
+        return fault
+
     def dropped(self, fault: Fault) -> int:
         """Packets a partition or loss fault has dropped so far, over every peer it touched:
         the proof that the fault bit (a scenario whose fault never fired must not pass)."""

@@ -36,6 +36,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "xdist workers over several engines. Default: DOCKER_HOST, else the local socket",
     )
     group.addoption(
+        "--nemesis-seed",
+        type=int,
+        default=1,
+        help="the seed of N01's fault schedule and workload (the same seed replays them)",
+    )
+    group.addoption(
+        "--nemesis-minutes",
+        type=float,
+        default=0.75,
+        help="how long N01 applies faults (CI runs the default; ./lab nemesis runs longer)",
+    )
+    group.addoption(
         "--runlog",
         default="RUNLOG.md",
         help="file to append the run entry to, relative to the rootdir ('' = off)",
