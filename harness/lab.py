@@ -27,6 +27,7 @@ class Lab:
         self.nemesis = Nemesis(
             None if net_admin is None else lambda peer, script: net_admin(peer.process, script),
             self._record,
+            getattr(backend, "helper", None),
         )
 
     def _record(self, action: str, **fields: Any) -> None:

@@ -30,8 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from harness.shaper import RELAY
+
 IFACE = "eth0"
-MECHANISM = "iptables DROP and statistic, tc tbf, cgroup freezer (no netem on this kernel)"
+RELAY_PORT = 9000
+MECHANISM = (
+    "iptables DROP and statistic, tc tbf, cgroup freezer, a userspace UDP relay for delay and "
+    "jitter (no netem on this kernel)"
+)
 
 
 class _Process(Protocol):
@@ -55,6 +61,13 @@ class NetAdmin(Protocol):
     """Runs a shell script as root with NET_ADMIN in one peer's network namespace."""
 
     def __call__(self, peer: Target, script: str) -> tuple[int, bytes]: ...
+
+
+class Helper(Protocol):
+    """Starts a long-lived `python3 -c script args` container on the scenario's network:
+    returns it (with `logs` and `remove`, as the Docker SDK's) and its address."""
+
+    def __call__(self, name: str, script: str, args: list[str]) -> tuple[Any, str]: ...
 
 
 def _ip(peer: Target) -> str:
@@ -160,8 +173,11 @@ class Fault:
 class Nemesis:
     """One scenario's fault injector. `record(action, **fields)` puts it on the lab lane."""
 
-    def __init__(self, net_admin: NetAdmin | None, record: Callable[..., None]) -> None:
+    def __init__(
+        self, net_admin: NetAdmin | None, record: Callable[..., None], helper: Helper | None = None
+    ) -> None:
         self._net_admin = net_admin
+        self._helper = helper
         self._record = record
         self._ids = itertools.count(1)
         self.faults: list[Fault] = []
@@ -257,6 +273,43 @@ class Nemesis:
             self._record("heal", fault=fault.fault_id, kind=kind)
 
         fault = self._start(kind, targets, undo)
+        return fault
+
+    def delay(
+        self,
+        to: str,
+        delay_ms: float,
+        jitter_ms: float = 0.0,
+        loss_percent: float = 0.0,
+        seed: int = 1,
+    ) -> Fault:
+        """A UDP relay in front of `to` (HOST:PORT, a peer's `addr` for its control plane)
+        that delays every datagram each way by about `delay_ms` (spread `jitter_ms`) and loses
+        `loss_percent` of them (shaper.py). Dial `fault.targets["relay"]` instead of `to`."""
+        if self._helper is None:
+            raise RuntimeError("a delayed link needs the Docker backend (a relay container)")
+        host, _, port = to.rpartition(":")
+        shape = [str(delay_ms), str(jitter_ms), str(loss_percent), str(seed)]
+        name = f"relay-{host.replace('.', '-')}-{port}"
+        container, ip = self._helper(name, RELAY, [str(RELAY_PORT), host, port, *shape])
+        for line in container.logs(stream=True, follow=True):
+            if b"relaying" in line:
+                break
+        else:
+            raise RuntimeError(f"the relay in front of {to} did not start")
+        targets = {
+            "to": to,
+            "relay": f"{ip}:{RELAY_PORT}",
+            "delay_ms": delay_ms,
+            "jitter_ms": jitter_ms,
+            "loss_percent": loss_percent,
+        }
+
+        def undo() -> None:
+            container.remove(force=True)
+            self._record("heal", fault=fault.fault_id, kind="delay")
+
+        fault = self._start("delay", targets, undo)
         return fault
 
     def dropped(self, fault: Fault) -> int:

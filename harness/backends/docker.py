@@ -265,6 +265,7 @@ class DockerBackend:
         self.image = ensure_peer_image(self.client, donors=donors)
         self.labels = labels(run_id, worker)
         self.peers: list[DockerPeer] = []
+        self.helpers: list[Any] = []  # containers that are not peers (the shaper's relays)
         self._network: Any = None
         _register_worker_sweep(self.engine, run_id, worker)
 
@@ -305,7 +306,27 @@ class DockerBackend:
             return int(exc.exit_status), bytes(exc.stderr or b"")
         return 0, bytes(out)
 
+    def helper(self, name: str, script: str, args: list[str]) -> tuple[Any, str]:
+        """A long-lived `python3 -c script args` container on the scenario's network (the
+        shaper's relay): the container and its address. Removed with the peers at close."""
+        container = self.client.containers.run(
+            self.image,
+            args,
+            entrypoint=["python3", "-c", script],
+            detach=True,
+            network=self.network_name(),
+            hostname=name,
+            labels={**self.labels, "lanpeer.role": "helper", "lanpeer.peer": name},
+        )
+        self.helpers.append(container)
+        container.reload()
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        return container, str(networks[self.network_name()]["IPAddress"])
+
     def close(self) -> None:
+        for helper in self.helpers:
+            with contextlib.suppress(docker.errors.APIError):
+                helper.remove(force=True, v=True)
         for peer in self.peers:
             peer.stop()
         if self._network is not None:
