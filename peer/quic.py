@@ -157,9 +157,17 @@ class ControlConnection(QuicConnectionProtocol):
             if not future.done():
                 future.set_result(whole)
             return
+        if self._ours(stream_id):  # a reply to a request that timed out: nobody waits for it
+            return
         task = asyncio.ensure_future(self._serve_request(stream_id, whole))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _ours(self, stream_id: int) -> bool:
+        """Whether we opened the stream (its low bit names the initiator: 0 the client). On a
+        stream of ours the other end only ever answers; it is never a request to serve, and
+        we have already sent our FIN on it."""
+        return (stream_id & 1) == (0 if self._quic.configuration.is_client else 1)
 
     def abort(self, why: str) -> None:
         """Close at once, dropping whatever was buffered."""
@@ -194,9 +202,14 @@ class ControlConnection(QuicConnectionProtocol):
         except Exception as exc:
             log.exception("request handler crashed", peer_id=self.peer_id)
             reply = ErrorReply("internal", f"{type(exc).__name__}: {exc}"[:4096])
-        if not self.closed:
+        if self.closed:
+            return
+        try:
             self._quic.send_stream_data(stream_id, encode(reply), end_stream=True)
-            self.transmit()
+        except (RuntimeError, ValueError) as exc:  # the stream or connection ended meanwhile
+            log.info("reply not sent", peer_id=self.peer_id, stream_id=stream_id, why=str(exc))
+            return
+        self.transmit()
 
     async def request(self, message: Request | bytes, timeout: float | None = None) -> Reply:
         """Send one request and wait for its decoded reply; refuses cleanly if the peer is gone.

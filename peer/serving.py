@@ -57,9 +57,13 @@ class Serving:
         if not isinstance(request, GetGame | GetStream):
             raise ValueError(f"no handler for {type(request).__name__}")
         root = check_serve_gates(self._games_dir(), self._catalog, self._active(), request.game_id)
-        if isinstance(request, GetStream):
-            return StreamManifest(root.name, await in_thread(list_archives, root))
-        files = await in_thread(self._descriptors.describe, root, request.chunk_size)
+        try:
+            if isinstance(request, GetStream):
+                return StreamManifest(root.name, await in_thread(list_archives, root))
+            files = await in_thread(self._descriptors.describe, root, request.chunk_size)
+        except OSError as exc:  # a person deleted or replaced a file while we read the root
+            why = exc.strerror or type(exc).__name__
+            raise PeerError("not-servable", f"{root.name} changed while read: {why}") from None
         return GameFiles(root.name, files)
 
     def authorize(self, request: ChunkRequest) -> tuple[Path, int, int]:
