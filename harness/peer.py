@@ -341,6 +341,15 @@ class PeerHandle:
         )
         return Window(start, self.index(terminal) + 1, terminal)
 
+    def begin_download(self, game_id: str, *sources: PeerHandle) -> int:
+        """Start downloading `game_id` (no install) and wait until it has begun from exactly
+        `sources`; returns the cursor of the command, for the whole download's window."""
+        start = self.mark()
+        self.send("download", game_id=game_id, install=False)
+        begin = self.expect("download-begin", where={"game_id": game_id}, since=start)
+        assert set(begin["sources"]) == {s.addr for s in sources}, begin
+        return start
+
     def stream_install(self, game_id: str, timeout: float = 180.0) -> Window:
         """`stream-install` `game_id` and wait for the operation's terminal event, success or not.
 
@@ -506,6 +515,17 @@ class PeerHandle:
         self._act("remove", path=rel)
         rc, out = self.process.run(["rm", "-rf", self.process.path(rel)])
         assert rc == 0, f"cannot remove {rel} on {self.name}: {out[-300:]!r}"
+
+    def forget(self, game_id: str, timeout: float = 30.0) -> None:
+        """Delete a game root as a person would, and wait until the peer has noticed."""
+        since = self.mark()
+        self.remove(game_id)
+        self.expect("local-library-changed", since=since, timeout=timeout)
+
+    def delivered(self, window: Window) -> dict[str, int]:
+        """Bytes each source address delivered to the download in `window`."""
+        chunks = self.events("download-chunk-finished", since=window.start, until=window.end)
+        return chunk_bytes_by_source(chunks)
 
     def files(self, game_id: str) -> list[str]:
         """Every regular file under the game root, relative to it (including `local/`)."""

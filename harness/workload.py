@@ -90,9 +90,7 @@ class Workload:
             self._start(client, "uninstall", game, UNINSTALL_ENDS, "uninstall", {})
             return
         if local is not None:  # start from nothing: a person deletes the game first
-            mark = client.mark()
-            client.remove(game)
-            client.expect("local-library-changed", since=mark, timeout=30)
+            client.forget(game)
         if kind == "stream":
             self._start(client, kind, game, INSTALL_ENDS, "stream-install", {})
             return

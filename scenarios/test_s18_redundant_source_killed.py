@@ -19,10 +19,7 @@ def test_s18_redundant_source_killed_mid_download(lab: Lab) -> None:
     client = lab.peer("client")
     client.connect(survivor, victim)
 
-    start = client.mark()
-    client.send("download", game_id="alienswarm", install=False)
-    begin = client.expect("download-begin", where={"game_id": "alienswarm"}, since=start)
-    assert set(begin["sources"]) == {survivor.addr, victim.addr}
+    start = client.begin_download("alienswarm", survivor, victim)
     victim.kill()
     killed_at = client.mark()
     client.expect("download-finished", where={"game_id": "alienswarm"}, since=start, timeout=240)

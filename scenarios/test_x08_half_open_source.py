@@ -12,7 +12,6 @@ import pytest
 
 from harness.lab import Lab
 from harness.manifest import assert_same
-from harness.peer import chunk_bytes_by_source
 from harness.runlog import Figure
 
 RATE = ("--max-upload-rate", str(12 * 1024 * 1024))  # a 32 MiB chunk takes about 2.7 s
@@ -28,10 +27,7 @@ def test_x08_half_open_source(lab: Lab, figure: Figure) -> None:
     client = lab.peer("client")
     client.connect(cut, survivor)
 
-    start = client.mark()
-    client.send("download", game_id="alienswarm", install=False)
-    begin = client.expect("download-begin", where={"game_id": "alienswarm"}, since=start)
-    assert set(begin["sources"]) == {cut.addr, survivor.addr}
+    start = client.begin_download("alienswarm", cut, survivor)
     fault = lab.nemesis.partition([client], [cut])
     at_cut, cut_side = client.mark(), cut.mark()
     client.expect("download-finished", where={"game_id": "alienswarm"}, since=start, timeout=120)
@@ -66,13 +62,9 @@ def test_x08_half_open_source(lab: Lab, figure: Figure) -> None:
     figure("met_again_after_heal_s", round(met["_t"] - fault.healing, 1))
     assert len(client.actions) + len(cut.actions) == commands_before, "no connect, no restart"
 
-    removed = client.mark()
-    client.remove("alienswarm")
-    client.expect("local-library-changed", since=removed)
+    client.forget("alienswarm")
     again = client.download("alienswarm")
     assert again.outcome == "download-finished", again.terminal
-    delivered = chunk_bytes_by_source(
-        client.events("download-chunk-finished", since=again.start, until=again.end)
-    )
+    delivered = client.delivered(again)
     assert delivered.get(cut.addr, 0) > 0, f"the healed source served nothing: {delivered}"
     assert_same(client.manifest("alienswarm"), cut.manifest("alienswarm"), "alienswarm")

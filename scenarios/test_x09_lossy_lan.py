@@ -7,7 +7,6 @@ import pytest
 
 from harness.lab import Lab
 from harness.manifest import assert_same
-from harness.peer import chunk_bytes_by_source
 from harness.runlog import Figure
 
 LOSS = 5.0
@@ -24,17 +23,13 @@ def test_x09_lossy_lan(lab: Lab, figure: Figure) -> None:
 
     clean = client.download("alienswarm")
     assert clean.outcome == "download-finished", clean.terminal
-    removed = client.mark()
-    client.remove("alienswarm")
-    client.expect("local-library-changed", since=removed)
+    client.forget("alienswarm")
 
     since = {p.name: p.mark() for p in everyone}
     fault = lab.nemesis.loss(everyone, LOSS, everyone=everyone)
     lossy = client.download("alienswarm", timeout=300)
     assert lossy.outcome == "download-finished", lossy.terminal
-    delivered = chunk_bytes_by_source(
-        client.events("download-chunk-finished", since=lossy.start, until=lossy.end)
-    )
+    delivered = client.delivered(lossy)
     assert set(delivered) == {one.addr, two.addr}, delivered
     assert_same(client.manifest("alienswarm"), one.manifest("alienswarm"), "alienswarm")
 

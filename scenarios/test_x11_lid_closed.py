@@ -10,7 +10,6 @@ import pytest
 
 from harness.lab import Lab
 from harness.manifest import assert_same
-from harness.peer import chunk_bytes_by_source
 from harness.runlog import Figure
 
 RATE = ("--max-upload-rate", str(12 * 1024 * 1024))
@@ -25,10 +24,7 @@ def test_x11_lid_closed(lab: Lab, figure: Figure) -> None:
     client = lab.peer("client")
     client.connect(lid, other)
 
-    start = client.mark()
-    client.send("download", game_id="alienswarm", install=False)
-    begin = client.expect("download-begin", where={"game_id": "alienswarm"}, since=start)
-    assert set(begin["sources"]) == {lid.addr, other.addr}
+    start = client.begin_download("alienswarm", lid, other)
     fault = lab.nemesis.pause(lid)
     frozen = client.mark()
 
@@ -52,13 +48,9 @@ def test_x11_lid_closed(lab: Lab, figure: Figure) -> None:
                         timeout=REDIAL_BOUND)  # fmt: skip
     figure("met_again_after_thaw_s", round(met["_t"] - fault.healing, 1))
 
-    removed = client.mark()
-    client.remove("alienswarm")
-    client.expect("local-library-changed", since=removed)
+    client.forget("alienswarm")
     again = client.download("alienswarm")
     assert again.outcome == "download-finished", again.terminal
-    delivered = chunk_bytes_by_source(
-        client.events("download-chunk-finished", since=again.start, until=again.end)
-    )
+    delivered = client.delivered(again)
     assert delivered.get(lid.addr, 0) > 0, f"the thawed source served nothing: {delivered}"
     assert_same(client.manifest("alienswarm"), lid.manifest("alienswarm"), "alienswarm")

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.backends.base import PeerSpec
-from harness.backends.local import LocalBackend
+from harness.backends.local import local_peer
 from harness.peer import PeerHandle
 
 SAFE_COMMANDS = [
@@ -35,14 +34,8 @@ SAFE_COMMANDS = [
 
 @pytest.fixture(scope="module")
 def peer(worker_id: str) -> Iterator[PeerHandle]:
-    backend = LocalBackend("garbage", worker_id)
-    spec = PeerSpec(name="garbage", args=("--fixture", "bfbc2"))
-    handle = PeerHandle(backend.create(spec), spec)
-    handle.start()
-    try:
+    with local_peer("garbage", worker_id, args=("--fixture", "bfbc2")) as handle:
         yield handle
-    finally:
-        backend.close()
 
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)

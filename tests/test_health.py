@@ -8,13 +8,11 @@ interpreter abort at exit (status 134, "Fatal Python error: _enter_buffered_busy
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from harness.backends.base import PeerSpec
-from harness.backends.local import LocalBackend
+from harness.backends.local import local_peer
 from harness.health import KILLED, Ending, ending_problems, stderr_problems
 from harness.peer import PeerHandle
 
@@ -51,14 +49,8 @@ def test_stderr_may_hold_no_traceback_fatal_error_or_unexpected_error_log() -> N
 
 @pytest.fixture
 def peer(worker_id: str) -> Iterator[PeerHandle]:
-    backend = LocalBackend(f"health-{uuid.uuid4().hex[:6]}", worker_id)
-    spec = PeerSpec(name="health")
-    handle = PeerHandle(backend.create(spec), spec)
-    handle.start()
-    try:
+    with local_peer("health", worker_id) as handle:
         yield handle
-    finally:
-        backend.close()
 
 
 def test_sigterm_with_stdin_open_exits_zero(peer: PeerHandle) -> None:

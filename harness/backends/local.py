@@ -5,6 +5,7 @@ Same API as the Docker backend, minus what only containers can do (tmpfs size li
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -13,11 +14,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from harness.backends.base import LineSink, PeerSpec
 from harness.fixtures_builder import fixture_path
+from harness.peer import PeerHandle
 
 _addresses = itertools.count()
 
@@ -153,3 +157,17 @@ class LocalBackend:
         for peer in self.peers:
             peer.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_peer(name: str, worker: str, args: tuple[str, ...] = ()) -> Iterator[PeerHandle]:
+    """One started peer as a subprocess, outside any scenario (the fast tests' live peer),
+    removed with its directories afterwards."""
+    backend = LocalBackend(f"{name}-{uuid.uuid4().hex[:6]}", worker)
+    spec = PeerSpec(name=name, args=args)
+    handle = PeerHandle(backend.create(spec), spec)
+    try:
+        handle.start()
+        yield handle
+    finally:
+        backend.close()
