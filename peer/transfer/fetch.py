@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from peer.blocking import in_thread
 from peer.errors import PeerError
 from peer.events import Event
+from peer.files import open_regular
 from peer.output import Emit
 from peer.paths import SENTINEL
 from peer.protocol import (
@@ -174,7 +175,7 @@ class _Download:
 
     def fd(self, rel: str) -> int:
         if rel not in self.fds:
-            self.fds[rel] = os.open(target_path(self.root, rel), os.O_WRONLY)
+            self.fds[rel] = open_regular(target_path(self.root, rel), os.O_WRONLY)
         return self.fds[rel]
 
     async def fetch_one(self, chunk: Chunk, source: Source) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from peer.catalog import Catalog
 from peer.errors import PeerError
+from peer.files import open_regular
 from peer.library import read_sentinel
 from peer.paths import RESERVED_ROOT_NAMES, check_game_id, check_relative_path
 from peer.protocol import (
@@ -130,7 +131,7 @@ def transferable_files(root: Path) -> list[str]:
 def hash_chunks(path: Path, chunk_size: int) -> tuple[str, ...]:
     """SHA-256 of each `chunk_size` slice of the file, read in 1 MiB blocks (flat memory)."""
     digests: list[str] = []
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:  # swapped for a FIFO, it must not hang us
         while True:
             h = hashlib.sha256()
             remaining = chunk_size
