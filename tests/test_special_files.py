@@ -16,6 +16,7 @@ from nodes import CHUNK as CHUNK_NODE
 
 from peer.files import open_regular
 from peer.install import install_game, recover
+from peer.launch import ACCOUNT_FILE, MARKER, apply_launch_settings
 from peer.paths import BACKUP_DIR, LOCAL_DIR, PROGRESS, SENTINEL, SENTINEL_TMP, STAGING_DIR
 from peer.protocol import FileDescriptor
 from peer.transfer import disk
@@ -36,6 +37,8 @@ def make(path: Path, kind: str, outside: Path) -> None:
         os.mkfifo(path)
     elif kind == "link":
         path.symlink_to(outside)
+    elif kind == "dangling":
+        path.symlink_to(outside.parent / "nowhere")
     elif kind == "socket":
         with socket.socket(socket.AF_UNIX) as sock:
             sock.bind(str(path))
@@ -134,7 +137,7 @@ def test_a_served_file_swapped_for_another_kind_is_refused_not_blocked_on(
         hash_chunks(path, CHUNK)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "dangling"])
 @pytest.mark.parametrize("name", [STAGING_DIR, BACKUP_DIR, LOCAL_DIR])
 def test_install_names_of_the_wrong_kind_do_not_block_an_install(
     tmp_path: Path, outside: Path, name: str, kind: str
@@ -201,3 +204,17 @@ async def test_a_download_over_a_fifo_or_a_progress_directory_finishes(
     await c.run("download", game_id="bfbc2", install=False)
     await c.wait("download-finished", game_id="bfbc2", timeout=15)
     assert (c.games / "bfbc2" / "bfbc2.eti").read_bytes() == (root / "bfbc2.eti").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link", "directory"])
+def test_launch_stamping_through_a_temporary_name_of_another_kind(
+    tmp_path: Path, outside: Path, kind: str
+) -> None:
+    """The game's own files are hostile: a FIFO at our temporary name hung `play`."""
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / ACCOUNT_FILE).write_text("old")
+    make(local / (ACCOUNT_FILE + ".lanpeer-tmp"), kind, outside)
+    written = apply_launch_settings(local, tmp_path / "state" / MARKER, "ann", "english")
+    assert written["account_name_written"] and (local / ACCOUNT_FILE).read_text() == "ann"
+    assert outside.read_bytes() == b"precious"
