@@ -206,7 +206,7 @@ class ControlConnection(QuicConnectionProtocol):
             log.exception("request handler crashed", peer_id=self.peer_id)
             reply = ErrorReply("internal", f"{type(exc).__name__}: {exc}"[:4096])
         if not self.closed:
-            self._quic.send_stream_data(stream_id, encode(reply), end_stream=True)
+            self._quic.send_stream_data(stream_id, _encoded(reply), end_stream=True)
             self.transmit()
 
     async def request(self, message: Request | bytes, timeout: float | None = None) -> Reply:
@@ -230,6 +230,17 @@ class ControlConnection(QuicConnectionProtocol):
             kind = type(message).__name__
             raise PeerError("peer-unreachable", f"no reply to {kind}") from None
         return decode_reply(reply)
+
+
+def _encoded(reply: Reply) -> bytes:
+    """The reply's bytes, or, when it cannot be encoded (a string the wire cannot carry), an
+    `internal` error's: a reply that cannot be produced is still answered."""
+    try:
+        return encode(reply)
+    except Exception as exc:
+        log.exception("a reply could not be encoded", type=type(reply).__name__)
+        why = f"the {type(reply).__name__} reply could not be encoded: {type(exc).__name__}"
+        return encode(ErrorReply("internal", why))
 
 
 class ControlEndpoint:

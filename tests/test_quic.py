@@ -17,6 +17,7 @@ from peer.protocol import (
     MAX_GAMES,
     MAX_INTRO_BYTES,
     PROTOCOL_VERSION,
+    ErrorReply,
     GameSummary,
     Hello,
     Ok,
@@ -182,3 +183,18 @@ def test_the_largest_valid_introduction_fits_a_strangers_bound() -> None:
         PROTOCOL_VERSION, "f" * 32, "h" * 247 + ":65535", 65535, "t" * 128, 2**62, games
     )
     assert len(encode(largest)) <= MAX_INTRO_BYTES
+
+
+async def test_a_reply_that_cannot_be_encoded_is_answered_as_internal(
+    tmp_path: Path, server: Server
+) -> None:
+    """Any failure while producing a reply becomes an error reply (issue 17 class 4)."""
+
+    async def unencodable(conn: ControlConnection, request: Request) -> Reply:
+        return ErrorReply("not-servable", "caf\udce9.txt")  # a surrogate: not UTF-8
+
+    server.endpoint._on_request = unencodable
+    conn = await dial(tmp_path, server)
+    reply = await conn.request(Ping("0" * 32), timeout=WAIT)
+    assert isinstance(reply, ErrorReply) and reply.code == "internal", reply
+    assert "could not be encoded" in reply.message

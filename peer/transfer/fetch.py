@@ -41,11 +41,14 @@ from peer.transfer.disk import (
     target_path,
     write_all,
 )
+from peer.transfer.gather import gather_with_grace
 from peer.transfer.lane import Lane
 from peer.transfer.plan import Chunk, Scheduler, chunks_of, validate_descriptors
 from peer.transfer.resume import Progress
 
 Offer = TypeVar("Offer")
+
+OFFER_GRACE = 5.0  # seconds the other sources get once one has offered (at least)
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,9 @@ async def collect_offers(
 ) -> dict[str, Offer]:
     """Ask every source at once; a source that refuses or answers nonsense is skipped.
 
-    When every source was skipped, the refusal says why (each source's reason), not merely
-    that nobody has the game.
+    Once one source has offered, the others get a grace period (`gather.py`); one still silent
+    then is skipped. When every source was skipped, the refusal says why (each source's reason), not
+    merely that nobody has the game.
     """
     skipped: list[str] = []
 
@@ -110,7 +114,11 @@ async def collect_offers(
             source_event(ctx, "download-source-skipped", game_id, source, **refusal(exc))
             return None
 
-    answers = await asyncio.gather(*(ask(s) for s in sources))
+    answers, late = await gather_with_grace([ask(s) for s in sources], OFFER_GRACE)
+    for i in late:
+        slow = PeerError("peer-unreachable", "no offer in time, while other sources offered")
+        skipped.append(f"{sources[i].addr}: {slow.code}: {slow.message}")
+        source_event(ctx, "download-source-skipped", game_id, sources[i], **refusal(slow))
     offers = {s.peer_id: a for s, a in zip(sources, answers, strict=True) if a is not None}
     if not offers and skipped:
         raise PeerError("no-peers", f"no source could offer {game_id}: " + "; ".join(skipped))

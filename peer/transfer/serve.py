@@ -124,8 +124,17 @@ def transferable_files(root: Path) -> list[str]:
             full = os.path.join(dirpath, name)
             if os.path.isfile(full) and not os.path.islink(full):
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-                found.append(rel)
+                found.append(carriable(root, rel))
     return sorted(found)
+
+
+def carriable(root: Path, rel: str) -> str:
+    """`rel`, if the protocol can carry it; else the game is not servable, and the refusal says
+    which file and why (skipping it would hand receivers an incomplete game that looks whole)."""
+    try:
+        return check_relative_path(rel)
+    except PeerError as exc:
+        raise PeerError("not-servable", f"{root.name} cannot be offered: {exc.message}") from None
 
 
 def hash_chunks(path: Path, chunk_size: int) -> tuple[str, ...]:
