@@ -187,3 +187,14 @@ def test_a_malformed_catalog(
     path.write_bytes(content)
     code, errors = run(capsys, tmp_path, "--catalog", str(path))
     assert (code, [e["code"] for e in errors]) == (2, ["bad-catalog"]), errors
+
+
+def test_a_line_of_invalid_utf8_on_stdin_is_refused_and_the_peer_goes_on(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "peer", "--no-mdns", "--listen", "127.0.0.1:0"]
+    argv += ["--games-dir", str(tmp_path / "games"), "--state-dir", str(tmp_path / "state")]
+    lines = b'\xff\xfe{"cmd": "status"}\n{"cmd": "status", "id": "after"}\n'
+    done = subprocess.run(argv, input=lines, capture_output=True, timeout=30, check=False)
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    answered = [r for r in records if r["type"] in ("result", "error") and r.get("cmd") != "x"]
+    assert [r["type"] for r in answered] == ["error", "result"], records
+    assert answered[1].get("id") == "after", answered
