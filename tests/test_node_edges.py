@@ -86,6 +86,7 @@ async def test_set_game_dir_is_refused_while_an_operation_runs(
         await c.run("set-game-dir", path=str(tmp_path / "elsewhere"))
     assert err.value.code == "operation-in-progress"
     await c.run("cancel-download", game_id="bfbc2")
+    await c.wait("download-cancelled", game_id="bfbc2", timeout=5)
 
 
 async def test_a_restart_takes_over_the_lane_address_and_token_and_the_old_link_closing_keeps_it(
@@ -130,3 +131,18 @@ def test_a_reinstall_leaves_no_backup(tmp_path: Path) -> None:
     install_game(root, FixtureUnpacker())
     assert (root / LOCAL_DIR / "fixture-payload.txt").read_bytes() == b"two"
     assert not (root / BACKUP_DIR).exists()
+
+
+async def test_a_cancel_right_after_the_download_was_accepted_still_ends_it(start: Start) -> None:
+    """A task cancelled before its first step never ran `Operations.run`: the game stayed in
+    the table for good, with no terminal event."""
+    a = await start("a", max_upload_rate=64 * 1024)
+    c = await start("c")
+    write_game(a.games, "bfbc2", CATALOG["bfbc2"], 16 * CHUNK)
+    await ready(a)
+    await ready(c)
+    await c.run("connect", addr=a.node.addr)
+    await c.run("download", game_id="bfbc2", install=False)
+    await c.run("cancel-download", game_id="bfbc2")
+    await c.wait("download-cancelled", game_id="bfbc2", timeout=5)
+    assert (await c.run("status"))["active_operations"] == []
