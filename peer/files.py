@@ -1,30 +1,96 @@
-"""Reading a small file that is hostile input: a sentinel, a progress record, a state file.
+"""Opening files whose paths hostile parties can shape: a game root's files on either side, a
+progress record, a sentinel, state files, a file named on the command line.
 
 Whoever can write the directory chooses what the name is: a link to any file we can read, a
-FIFO that blocks the reader forever, a device that never ends, or a file far larger than the
-format allows. So the file is opened without following a link and without blocking, and read
-only if it is a regular file of at most `limit` bytes.
+FIFO that blocks the opener forever, a device that never ends, or a file far larger than the
+format allows. So every file is opened without following a link and without blocking, and used
+only if it is a regular file; a reader reads at most `limit` bytes. `clear_wrong_kind` removes
+whatever sits at one of our own names (a reserved bookkeeping name) as the wrong kind of thing,
+so a directory named `.lanpeer-progress` cannot fail every download until a person removes it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 from pathlib import Path
+
+
+def open_regular(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """A blocking fd on the regular file at `path` (created if `flags` say so); OSError if it is
+    a link, a FIFO, a device, a socket or a directory. A FIFO never blocks the open: read-only it
+    opens and is refused by kind, write-only it fails at once (ENXIO)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{os.path.basename(path)} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_small_file(path: Path, limit: int) -> bytes:
     """The whole file; OSError if it is missing, a link or not a regular file, ValueError if it
     is larger than `limit` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    fd = open_regular(path)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, f"{path.name} is not a regular file")
+        size = os.fstat(fd).st_size
         data = os.read(fd, limit + 1)
     finally:
         os.close(fd)
-    if info.st_size > limit or len(data) > limit:
+    if size > limit or len(data) > limit:
         raise ValueError(f"{path.name} is larger than {limit} bytes")
     return data
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Create or overwrite the regular file at `path` with `data` (durably: it is replaced by a
+    rename next, and must not be empty after a crash); refuses a link or special file there."""
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries durable; never through a link, never blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_kind(path: Path, directory: bool) -> bool:
+    """Whether `path` is, without following a link, a real directory (or a regular file)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode)
+
+
+def remove_any(path: Path) -> None:
+    """Remove whatever is at `path` (a tree, a file, a link, a FIFO) without following a link."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def clear_wrong_kind(path: Path, directory: bool) -> None:
+    """Remove what is at `path` unless it is a real directory (or a regular file) as wanted."""
+    if not is_kind(path, directory):
+        remove_any(path)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from peer.errors import PeerError
-from peer.files import read_small_file
+from peer.files import clear_wrong_kind, open_regular, read_small_file
 
 MAX_STATE_FILE = 64 * 1024  # an identity.json, key or certificate is a few hundred bytes
 
@@ -45,9 +45,12 @@ def fingerprint(certificate: x509.Certificate) -> str:
 
 def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    clear_wrong_kind(tmp, directory=False)  # a FIFO or link left there must not stall or redirect
+    fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -9,22 +9,17 @@ away first, so it is gone atomically, then deletes it; the downloaded root files
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 from peer.catalog import Catalog
 from peer.errors import PeerError
+from peer.files import clear_wrong_kind, is_kind, remove_any
 from peer.library import root_archives
 from peer.paths import BACKUP_DIR, LOCAL_DIR, OWNED_MARKER, SENTINEL, STAGING_DIR, check_game_id
 from peer.unpack import Unpacker
 
-
-def remove_tree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+remove_tree = remove_any  # whatever is there: a tree, a file, a link, a FIFO
 
 
 def install_game(root: Path, unpacker: Unpacker) -> None:
@@ -33,6 +28,7 @@ def install_game(root: Path, unpacker: Unpacker) -> None:
         raise PeerError("not-downloaded", f"game {root.name} is not downloaded")
     staging, local, backup = root / STAGING_DIR, root / LOCAL_DIR, root / BACKUP_DIR
     remove_tree(staging)
+    clear_wrong_kind(local, directory=True)  # a file or link named `local` is no install
     staging.mkdir()
     (staging / OWNED_MARKER).touch()
     try:
@@ -95,12 +91,13 @@ def recover(root: Path) -> None:
     to a `local/` is the leftover of a finished update or uninstall: delete it.
     """
     staging, local, backup = root / STAGING_DIR, root / LOCAL_DIR, root / BACKUP_DIR
-    if staging.exists():
-        remove_tree(staging)
-    if backup.exists():
-        if local.exists():
+    remove_tree(staging)
+    clear_wrong_kind(backup, directory=True)  # only a real directory is a parked install
+    if is_kind(backup, directory=True):
+        if is_kind(local, directory=True):
             remove_tree(backup)
         else:
+            remove_tree(local)
             os.rename(backup, local)
 
 

@@ -12,10 +12,13 @@ import os
 import re
 from pathlib import Path
 
+from peer.files import clear_wrong_kind, read_small_file, write_file
+
 ACCOUNT_FILE = "account_name.txt"
 LANGUAGE_FILE = "language.txt"
 PERSONA_FILE = "SmartSteamEmu.ini"
 MARKER = "launch_settings_applied"
+MAX_PERSONA_BYTES = 1024 * 1024  # an emulator's settings file is a few KiB
 
 _PERSONA_LINE = re.compile(
     rb"^(?P<head>[ \t]*PersonaName[ \t]*=[ \t]*)(?P<value>[^\r\n]*?)"
@@ -54,8 +57,10 @@ def set_persona_name(text: bytes, username: str) -> bytes | None:
 
 
 def _replace(path: Path, data: bytes) -> None:
+    """Replace a file of the install by rename, never writing through a link or into a FIFO."""
     tmp = path.with_name(path.name + ".lanpeer-tmp")
-    tmp.write_bytes(data)
+    clear_wrong_kind(tmp, directory=False)
+    write_file(tmp, data)
     os.replace(tmp, path)
 
 
@@ -85,7 +90,11 @@ def apply_launch_settings(
         written["language_written"] = True
     persona = find_first(local_dir, PERSONA_FILE)
     if persona is not None:
-        updated = set_persona_name(persona.read_bytes(), username)
+        try:  # the game's own file: hostile input, read only if small and regular
+            text: bytes | None = read_small_file(persona, MAX_PERSONA_BYTES)
+        except (OSError, ValueError):
+            text = None
+        updated = None if text is None else set_persona_name(text, username)
         if updated is not None:
             _replace(persona, updated)
             written["persona_name_written"] = True

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from peer.errors import PeerError
-from peer.files import read_small_file
+from peer.files import is_kind, read_small_file
 from peer.paths import ARCHIVE_SUFFIX, LOCAL_DIR, SENTINEL, check_game_id
 from peer.protocol import LOCAL_ONLY, READY, GameSummary
 
@@ -42,7 +42,9 @@ def root_archives(game_root: Path) -> list[Path]:
     except OSError:
         return []
     return [
-        game_root / n for n in names if n.endswith(ARCHIVE_SUFFIX) and (game_root / n).is_file()
+        game_root / n
+        for n in names
+        if n.endswith(ARCHIVE_SUFFIX) and is_kind(game_root / n, directory=False)  # no links
     ]
 
 

@@ -91,7 +91,8 @@ class Links:
         try:
             reply = await conn.request(Hello(**self._introduce()))
             if isinstance(reply, DuplicateIdentity):
-                self._told_duplicate(reply, conn.proven_peer_id or "")
+                if self._concerns(reply, conn.proven_peer_id or ""):
+                    self._told_duplicate(reply, conn.proven_peer_id or "")
                 raise PeerError("duplicate-identity", f"{addr} refused us: {_clash(reply)}")
             met = await self._meet(conn, expect(reply, HelloAck))
             if isinstance(met, DuplicateIdentity):
@@ -152,6 +153,16 @@ class Links:
         self._told_duplicate(clash, self.peer_id)
         return clash
 
+    def _concerns(self, clash: DuplicateIdentity, reporter: str) -> bool:
+        """Whether a duplicate-identity report is one we may act on: hearsay about a third
+        peer is not taken at face value (any introduced peer could smear any other), so only a
+        report about us or about the reporter itself counts; it is logged and dropped otherwise.
+        """
+        if clash.peer_id in {self.peer_id, reporter}:
+            return True
+        log.warning("ignoring hearsay", reporter=reporter, about=clash.peer_id)
+        return False
+
     def _told_duplicate(self, clash: DuplicateIdentity, reported_by: str) -> None:
         self._emit(
             "duplicate-identity",
@@ -195,6 +206,8 @@ class Links:
             asyncio.get_running_loop().call_soon(self.drop, record.peer_id, "goodbye")
             return Ok()
         if isinstance(request, DuplicateIdentity):
+            if not self._concerns(request, record.peer_id):
+                raise PeerError("unauthorised", "a duplicate-identity report about a third peer")
             self._told_duplicate(request, record.peer_id)
             return Ok()
         if isinstance(request, LibraryDelta):

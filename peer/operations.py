@@ -211,11 +211,17 @@ class Operations:
         await asyncio.wait({self._interrupt(game_id, CANCELLED)})
 
     def _interrupt(self, game_id: str, outcome: Outcome) -> asyncio.Task[Any]:
-        """Cancel the job once; a second interrupt only waits (its cleanup must not be cut)."""
+        """Cancel the job once; a second interrupt only waits (its cleanup must not be cut).
+
+        The cancel is queued behind the task's first step: a task cancelled before it ever ran
+        never enters `run`, so the operation would stay in the table with no terminal event (a
+        `cancel-download` sent right after `download`). The loop runs ready callbacks in order,
+        and the task's first step was queued when it was created.
+        """
         task = self._tasks[game_id]
         if game_id not in self._interrupts:
             self._interrupts[game_id] = outcome
-            task.cancel()
+            asyncio.get_running_loop().call_soon(task.cancel)
         return task
 
     def _report(self) -> None:

@@ -42,7 +42,8 @@ def check_game_id(game_id: object) -> str:
 def check_relative_path(path: object, reserved: bool = True) -> str:
     """Validate a file path inside a game root as sent on the wire (POSIX, relative).
 
-    Refuses absolute paths, `..`, empty or `.` components, backslashes, NUL, and anything under
+    Refuses absolute paths, `..`, empty or `.` components, backslashes, NUL, names that are not
+    UTF-8 (the protocol cannot carry them), and anything under
     the reserved names (`local/`, staging, backup) unless `reserved` is off (paths inside an
     archive, which land under `local/`), so a remote peer can neither read nor write outside
     the transferable part of a game root.
@@ -51,6 +52,10 @@ def check_relative_path(path: object, reserved: bool = True) -> str:
         raise PeerError("bad-path", f"invalid path {path!r}")
     if "\\" in path or "\x00" in path or path.startswith("/"):
         raise PeerError("bad-path", f"invalid path {path!r}")
+    try:  # a name read from disk whose bytes are not UTF-8 holds surrogates the wire cannot carry
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PeerError("bad-path", f"path {path!a} is not valid UTF-8") from None
     parts = path.split("/")
     if any(part in {"", ".", ".."} for part in parts):
         raise PeerError("bad-path", f"invalid path {path!r}")

@@ -11,7 +11,9 @@ id the other end holds the key of; `links.py` refuses a Hello that claims anothe
 
 What a host can make us buffer is bounded before anything is decoded: per stream (one message),
 per connection (a few messages), and tighter for a stranger (a connection that has not yet
-introduced itself): one Hello's worth, at most `MAX_STRANGERS` strangers at once, each closed
+introduced itself): one Hello's worth, at most `MAX_STRANGERS` strangers at once and
+`MAX_STRANGERS_PER_HOST` from one remote host (`strangers.py`: a newcomer displaces the oldest
+stranger of the host holding the most, so one host cannot lock the others out), each closed
 unless it introduces itself within the request timeout. A connection over a bound is closed.
 """
 
@@ -42,16 +44,19 @@ from peer.protocol import (
     decode_request,
     encode,
 )
+from peer.strangers import Strangers
 
 log = structlog.get_logger("quic")
 
 RequestHandler = Callable[["ControlConnection", Request], Awaitable[Reply]]
 ClosedHandler = Callable[["ControlConnection"], None]
+ArrivalHandler = Callable[["ControlConnection", str], None]
 
 MAX_OPEN_STREAMS = 64  # messages being received at once on one introduced connection
 MAX_CONNECTION_BYTES = 4 * MAX_MESSAGE_BYTES  # buffered at once on one introduced connection
 MAX_STRANGER_STREAMS = 2  # a stranger sends its Hello, or awaits our HelloAck
 MAX_STRANGERS = 8  # connections not yet introduced, at once, per endpoint
+MAX_STRANGERS_PER_HOST = 4  # of those, from one remote host
 DISPOSE_TIMEOUT = 5.0  # a failed handshake's QUIC close, before its socket goes anyway
 
 
@@ -114,6 +119,13 @@ class ControlConnection(QuicConnectionProtocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         self.peer_id: str | None = None
+        self.on_arrival: ArrivalHandler | None = None  # told the remote host on first packet
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        if self.on_arrival is not None:
+            arrived, self.on_arrival = self.on_arrival, None
+            arrived(self, str(addr[0]))
+        super().datagram_received(data, addr)
 
     @property
     def proven_peer_id(self) -> str | None:
@@ -205,7 +217,7 @@ class ControlConnection(QuicConnectionProtocol):
         if self.closed:
             return
         try:
-            self._quic.send_stream_data(stream_id, encode(reply), end_stream=True)
+            self._quic.send_stream_data(stream_id, _encoded(reply), end_stream=True)
         except (RuntimeError, ValueError) as exc:  # the stream or connection ended meanwhile
             log.info("reply not sent", peer_id=self.peer_id, stream_id=stream_id, why=str(exc))
             return
@@ -234,6 +246,17 @@ class ControlConnection(QuicConnectionProtocol):
         return decode_reply(reply)
 
 
+def _encoded(reply: Reply) -> bytes:
+    """The reply's bytes, or, when it cannot be encoded (a string the wire cannot carry), an
+    `internal` error's: a reply that cannot be produced is still answered."""
+    try:
+        return encode(reply)
+    except Exception as exc:
+        log.exception("a reply could not be encoded", type=type(reply).__name__)
+        why = f"the {type(reply).__name__} reply could not be encoded: {type(exc).__name__}"
+        return encode(ErrorReply("internal", why))
+
+
 class ControlEndpoint:
     """Listens for QUIC connections and opens them, sharing one set of callbacks."""
 
@@ -251,7 +274,9 @@ class ControlEndpoint:
         self._request_timeout = request_timeout
         self._idle_timeout = idle_timeout
         self._server: QuicServer | None = None
-        self._strangers: set[ControlConnection] = set()
+        self._strangers: Strangers[ControlConnection] = Strangers(
+            MAX_STRANGERS, MAX_STRANGERS_PER_HOST
+        )
         self._disposing: set[asyncio.Task[None]] = set()  # failed handshakes being closed
 
     def _protocol(self, quic: QuicConnection, stream_handler: Any = None) -> ControlConnection:
@@ -263,18 +288,17 @@ class ControlEndpoint:
             request_timeout=self._request_timeout,
         )
         if not quic.configuration.is_client:
-            self._admit(conn)
+            conn.on_arrival = self._admit
         return conn
 
-    def _admit(self, conn: ControlConnection) -> None:
-        """Bound the strangers: at most `MAX_STRANGERS` at once, each given one request timeout
-        to introduce itself (the aborts run after aioquic has taken the first packet)."""
-        self._strangers = {c for c in self._strangers if c.peer_id is None and not c.closed}
+    def _admit(self, conn: ControlConnection, host: str) -> None:
+        """Bound the strangers (`strangers.py`): a newcomer is always admitted, displacing the
+        oldest stranger of the busiest host when full, and given one request timeout to
+        introduce itself."""
+        self._strangers.keep(lambda c: c.peer_id is None and not c.closed)
+        for evicted in self._strangers.admit(conn, host):
+            evicted.abort(f"displaced by a newer stranger from {host} (too many strangers)")
         loop = asyncio.get_running_loop()
-        if len(self._strangers) >= MAX_STRANGERS:
-            loop.call_soon(conn.abort, "too many connections have not introduced themselves")
-            return
-        self._strangers.add(conn)
 
         def expire() -> None:
             self._strangers.discard(conn)
@@ -290,7 +314,9 @@ class ControlEndpoint:
         assert transport is not None
         return int(transport.get_extra_info("sockname")[1])
 
-    async def connect(self, host: str, port: int, timeout: float) -> ControlConnection:
+    async def connect(
+        self, host: str, port: int, timeout: float, local_host: str = "0.0.0.0"
+    ) -> ControlConnection:
         loop = asyncio.get_running_loop()
         config = _quic_config(self._identity, is_client=True, idle_timeout=self._idle_timeout)
         config.server_name = host
@@ -302,7 +328,7 @@ class ControlEndpoint:
                 remote = infos[0][4]
                 quic = QuicConnection(configuration=config)
                 transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: self._protocol(quic), local_addr=("0.0.0.0", 0)
+                    lambda: self._protocol(quic), local_addr=(local_host, 0)
                 )
                 protocol.connect((remote[0], remote[1]))
                 await protocol.wait_connected()

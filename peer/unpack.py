@@ -6,12 +6,14 @@ fixtures) and the `unrar` unpacker for real RAR `.eti` archives (`--unrar PATH`)
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Protocol
 
 from peer.errors import PeerError
+from peer.files import open_regular
 
 FIXTURE_PAYLOAD = "fixture-payload.txt"
 
@@ -35,7 +37,7 @@ class FixtureUnpacker:
             return
         with open(dest / FIXTURE_PAYLOAD, "wb") as out:
             for archive in archives:
-                with open(archive, "rb") as src:
+                with os.fdopen(open_regular(archive), "rb") as src:
                     shutil.copyfileobj(src, out, 1024 * 1024)
 
 

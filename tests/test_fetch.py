@@ -13,6 +13,7 @@ import asyncio
 import errno
 import hashlib
 import os
+import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -1034,20 +1035,29 @@ def test_preparing_a_root_makes_a_missing_games_dir(tmp_path: Path, src: Path) -
     assert sizes == {f.path: f.size for f in files}
 
 
-def test_a_wanted_file_that_is_a_link_is_refused_not_written_through(
-    tmp_path: Path, src: Path
+@pytest.mark.parametrize("kind", ["link", "fifo", "socket"])
+def test_a_wanted_file_of_another_kind_is_replaced_never_written_through(
+    tmp_path: Path, src: Path, kind: str
 ) -> None:
+    """A link is not followed and a FIFO does not hang the download (issue 17 class 6): the
+    root is rewritten to hold exactly the validated files, as regular files."""
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"precious")
     root = tmp_path / GAME
     root.mkdir()
-    (root / "data.bin").symlink_to(outside)
-    with pytest.raises(PeerError) as err:
-        disk.prepare_root(root, DescriptorCache().describe(src, CHUNK))
-    assert (err.value.code, err.value.message) == (
-        "bad-path",
-        "data.bin exists here and is not a regular file",
-    )
+    there = root / "data.bin"
+    if kind == "link":
+        there.symlink_to(outside)
+    elif kind == "fifo":
+        os.mkfifo(there)
+    else:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(there))
+    files = DescriptorCache().describe(src, CHUNK)
+    disk.prepare_root(root, files)
+    assert outside.read_bytes() == b"precious"
+    assert there.is_file() and not there.is_symlink()
+    assert there.stat().st_size == next(f.size for f in files if f.path == "data.bin")
     assert outside.read_bytes() == b"precious"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -82,3 +83,25 @@ def test_state_files_are_not_followed_through_links(tmp_path: Path) -> None:
     (tmp_path / "a" / "tls-key.pem").unlink()
     (tmp_path / "a" / "tls-key.pem").symlink_to(tmp_path / "b" / "tls-key.pem")
     refusal(tmp_path / "a")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["fifo", "directory", "link"])
+def test_a_temporary_state_name_of_another_kind_neither_stalls_nor_redirects(
+    tmp_path: Path, kind: str
+) -> None:
+    """A FIFO at the key's temporary name blocked start-up forever (issue 17 class 6)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"precious")
+    tmp = state / "tls-key.pem.tmp"
+    if kind == "fifo":
+        os.mkfifo(tmp)
+    elif kind == "directory":
+        tmp.mkdir()
+    else:
+        tmp.symlink_to(outside)
+    identity = load_or_create_identity(state)
+    assert identity.key_path.is_file() and outside.read_bytes() == b"precious"
+    assert (os.stat(identity.key_path).st_mode & 0o777) == 0o600

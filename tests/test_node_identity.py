@@ -14,7 +14,7 @@ from nodes import Peer, Start, nodes_in, ready
 
 from peer.errors import PeerError
 from peer.probe import probe
-from peer.protocol import Ping, Request
+from peer.protocol import DuplicateIdentity, ErrorReply, Hello, Ok, Ping, Request
 
 
 @pytest.fixture
@@ -133,3 +133,33 @@ async def test_a_known_id_whose_old_link_is_silent_is_a_restart_and_replaces_the
     [record] = observer.node.links.table.peers.values()
     assert (record.peer_id, record.addr) == (clone.node.peer_id, clone.node.addr)
     assert "duplicate-identity" not in observer.names() + clone.names()
+
+
+async def test_hearsay_about_a_third_peer_is_not_taken_at_face_value(start: Start) -> None:
+    """Any introduced peer could otherwise make us raise an alarm about any other."""
+    a, m, victim = [await ready(await start(n)) for n in ("a", "m", "victim")]
+    await a.run("connect", addr=victim.node.addr)
+    await m.run("connect", addr=a.node.addr)
+    smear = DuplicateIdentity(victim.node.peer_id, (victim.node.addr, m.node.addr))
+    reply = await m.node.links.request(a.node.peer_id, smear)
+    assert isinstance(reply, ErrorReply) and reply.code == "unauthorised", reply
+    about_itself = DuplicateIdentity(m.node.peer_id, (m.node.addr, "127.0.0.1:9"))
+    assert isinstance(await m.node.links.request(a.node.peer_id, about_itself), Ok)
+    await a.wait("duplicate-identity", peer_id=m.node.peer_id, reported_by=m.node.peer_id)
+    alarms = [e for e in a.events + victim.events if e["event"] == "duplicate-identity"]
+    assert [e["peer_id"] for e in alarms] == [m.node.peer_id], alarms
+
+
+async def test_a_hello_answered_with_hearsay_raises_no_alarm(start: Start) -> None:
+    """The reply to our Hello may only tell us that *we* are a duplicate."""
+    a, m, victim = [await ready(await start(n)) for n in ("a", "m", "victim")]
+    handle = m.node.links.handle
+    smear = DuplicateIdentity(victim.node.peer_id, (victim.node.addr, m.node.addr))
+
+    async def lying(conn: Any, request: Request) -> Any:
+        return smear if isinstance(request, Hello) else await handle(conn, request)
+
+    assert m.node.links.endpoint is not None
+    m.node.links.endpoint._on_request = lying
+    assert (await refused(a.run("connect", addr=m.node.addr))).code == "duplicate-identity"
+    assert "duplicate-identity" not in a.names()

@@ -396,3 +396,17 @@ def test_the_fuzzed_type_names_cover_every_message() -> None:
         for cls in get_args(union)
     }
     assert tags <= set(TYPE_NAMES), tags - set(TYPE_NAMES)
+
+
+@pytest.mark.parametrize(
+    "path", ["../x", "a/../../x", "/etc/passwd", "a/./b", "a\\b", "a\x00b", "", "caf\udce9"]
+)
+def test_hostile_archive_entry_names_are_refused(path: str) -> None:
+    """The receiver of a stream writes each entry under staging by its name: an entry that
+    climbs out must be refused when the listing is decoded (a mutant that let it through
+    survived every test)."""
+    entry = {"path": path, "size": 1, "crc32": 0, "is_dir": False}
+    listing = {"name": "a.eti", "solid": False, "entries": [entry]}
+    message = {"type": "stream-manifest", "game_id": "a", "archives": [listing]}
+    data = json.dumps(message).encode("utf-8", "surrogatepass")
+    assert refusal(decode_reply, data) in {"bad-message", "bad-path"}

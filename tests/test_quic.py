@@ -17,6 +17,7 @@ from peer.protocol import (
     MAX_GAMES,
     MAX_INTRO_BYTES,
     PROTOCOL_VERSION,
+    ErrorReply,
     GameSummary,
     Hello,
     Ok,
@@ -120,10 +121,45 @@ async def test_a_stranger_that_does_not_introduce_itself_is_closed(tmp_path: Pat
     assert await answers(introduced), "an introduced connection stays"
 
 
-async def test_only_a_few_strangers_are_admitted_at_once(tmp_path: Path, server: Server) -> None:
-    conns = [await dial(tmp_path, server, f"c{i}") for i in range(quic.MAX_STRANGERS + 1)]
-    assert await answers(conns[0]), "the earlier strangers are still admitted"
-    assert await closed(conns[-1])
+async def dial_from(tmp_path: Path, server: Server, host: str, name: str) -> ControlConnection:
+    """A connection from another loopback address: another remote host, as the server sees it."""
+    identity = load_or_create_identity(tmp_path / name)
+    endpoint = ControlEndpoint(identity, server.answer, lambda _c: None, 5.0, 60.0)
+    return await endpoint.connect("127.0.0.1", server.port, timeout=5.0, local_host=host)
+
+
+async def test_one_host_may_hold_only_a_few_strangers(tmp_path: Path, server: Server) -> None:
+    """Its newest connection displaces its oldest: re-opening only evicts its own."""
+    per_host = quic.MAX_STRANGERS_PER_HOST
+    conns = [await dial(tmp_path, server, f"c{i}") for i in range(per_host + 1)]
+    assert await closed(conns[0]), "the host's oldest stranger made way"
+    assert all([await answers(c) for c in conns[1:]]), "the newer ones are admitted"
+
+
+async def test_strangers_from_one_host_never_lock_out_another(
+    tmp_path: Path, server: Server
+) -> None:
+    """Issue 17 class 3: a host re-opening silent connections; an honest newcomer still gets in
+    and can introduce itself, and the total stays bounded."""
+    flood = [await dial(tmp_path, server, f"a{i}") for i in range(quic.MAX_STRANGERS)]
+    honest = await dial_from(tmp_path, server, "127.0.0.2", "honest")
+    flood += [await dial(tmp_path, server, f"b{i}") for i in range(quic.MAX_STRANGERS)]
+    await honest.request(hello(load_or_create_identity(tmp_path / "honest").peer_id))
+    assert await answers(honest)
+    assert await answers(flood[-1])
+    assert await closed(flood[0])
+
+
+async def test_when_full_the_busiest_host_makes_way(tmp_path: Path, server: Server) -> None:
+    per_host = quic.MAX_STRANGERS_PER_HOST
+    assert 2 * per_host == quic.MAX_STRANGERS  # two full hosts fill the table
+    first = [await dial_from(tmp_path, server, "127.0.0.2", f"x{i}") for i in range(per_host)]
+    second = [await dial_from(tmp_path, server, "127.0.0.3", f"y{i}") for i in range(per_host)]
+    lone = await dial_from(tmp_path, server, "127.0.0.4", "lone")
+    assert await closed(first[0]), "the oldest stranger of a busiest host made way"
+    later = await dial_from(tmp_path, server, "127.0.0.5", "later")
+    assert await closed(second[0]), "then the other busiest host's oldest"
+    assert all([await answers(c) for c in (lone, later, *first[1:], *second[1:])])
 
 
 async def test_an_introduced_connection_is_bounded_in_all(
@@ -147,3 +183,18 @@ def test_the_largest_valid_introduction_fits_a_strangers_bound() -> None:
         PROTOCOL_VERSION, "f" * 32, "h" * 247 + ":65535", 65535, "t" * 128, 2**62, games
     )
     assert len(encode(largest)) <= MAX_INTRO_BYTES
+
+
+async def test_a_reply_that_cannot_be_encoded_is_answered_as_internal(
+    tmp_path: Path, server: Server
+) -> None:
+    """Any failure while producing a reply becomes an error reply (issue 17 class 4)."""
+
+    async def unencodable(conn: ControlConnection, request: Request) -> Reply:
+        return ErrorReply("not-servable", "caf\udce9.txt")  # a surrogate: not UTF-8
+
+    server.endpoint._on_request = unencodable
+    conn = await dial(tmp_path, server)
+    reply = await conn.request(Ping("0" * 32), timeout=WAIT)
+    assert isinstance(reply, ErrorReply) and reply.code == "internal", reply
+    assert "could not be encoded" in reply.message

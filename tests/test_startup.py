@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import resource
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,3 +134,67 @@ def test_a_missing_required_argument_is_a_json_refusal(
     [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (record["type"], record["code"]) == ("error", "bad-argument")
     assert "--state-dir" in record["message"]
+
+
+def _start_with_catalog(tmp_path: Path, catalog: str) -> tuple[int, list[dict[str, Any]]]:
+    """A real process, bounded in time and memory: the defects are a hang and unbounded RSS."""
+    argv = [sys.executable, "-m", "peer", "--no-mdns", "--listen", "127.0.0.1:0"]
+    argv += ["--games-dir", str(tmp_path / "games"), "--state-dir", str(tmp_path / "state")]
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        [*argv, "--catalog", catalog],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        preexec_fn=limit_memory,
+        check=False,
+    )
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    return done.returncode, [r for r in records if r["type"] == "error"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_catalog_that_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    """A FIFO would block start-up forever and `/dev/zero` would be read without end."""
+    catalog = "/dev/zero"
+    if kind == "fifo":
+        catalog = str(tmp_path / "catalog.json")
+        os.mkfifo(catalog)
+    code, errors = _start_with_catalog(tmp_path, catalog)
+    assert (code, [e["code"] for e in errors]) == (2, ["bad-catalog"]), errors
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe{}",
+        b"[" * 100_000,
+        b'{"../x": "1"}',
+        b'{"bfbc2": "' + b"9" * 65 + b'"}',
+        b'{"bfbc2": 1}',
+        b"[]",
+        b" " * (4 * 1024 * 1024 + 1),
+    ],
+    ids=["not-utf8", "deep", "bad-id", "long-version", "number", "list", "too-large"],
+)
+def test_a_malformed_catalog(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "catalog.json"
+    path.write_bytes(content)
+    code, errors = run(capsys, tmp_path, "--catalog", str(path))
+    assert (code, [e["code"] for e in errors]) == (2, ["bad-catalog"]), errors
+
+
+def test_a_line_of_invalid_utf8_on_stdin_is_refused_and_the_peer_goes_on(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "peer", "--no-mdns", "--listen", "127.0.0.1:0"]
+    argv += ["--games-dir", str(tmp_path / "games"), "--state-dir", str(tmp_path / "state")]
+    lines = b'\xff\xfe{"cmd": "status"}\n{"cmd": "status", "id": "after"}\n'
+    done = subprocess.run(argv, input=lines, capture_output=True, timeout=30, check=False)
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    answered = [r for r in records if r["type"] in ("result", "error") and r.get("cmd") != "x"]
+    assert [r["type"] for r in answered] == ["error", "result"], records
+    assert answered[1].get("id") == "after", answered

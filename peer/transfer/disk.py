@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from peer.errors import PeerError
-from peer.files import read_small_file
+from peer.files import (
+    clear_wrong_kind,
+    fsync_dir,
+    is_kind,
+    open_regular,
+    read_small_file,
+    remove_any,
+    write_file,
+)
 from peer.install import KEPT_ON_CANCEL, remove_tree
 from peer.paths import PROGRESS, RESERVED_ROOT_NAMES, SENTINEL, SENTINEL_TMP
 from peer.protocol import FileDescriptor
@@ -46,7 +54,11 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
 
 
 def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    """fsync a file we wrote or a root's directory, never blocking on what else has its name."""
+    if is_kind(path, directory=True):
+        fsync_dir(path)
+        return
+    fd = open_regular(path)
     try:
         os.fsync(fd)
     finally:
@@ -84,17 +96,26 @@ def prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
     if root.is_symlink():
         raise PeerError("bad-path", f"{root.name} is a symlink; refusing to write through it")
     root.mkdir(parents=True, exist_ok=True)
-    for stale in (root / SENTINEL, root / SENTINEL_TMP):
-        if stale.exists() or stale.is_symlink():
-            stale.unlink()
+    for stale in (SENTINEL, SENTINEL_TMP):
+        remove_any(root / stale)  # whatever kind of thing it is, even a directory
+    for own in BOOKKEEPING:
+        clear_wrong_kind(root / own, directory=False)
     _prune(root, {SENTINEL_TMP if f.path == SENTINEL else f.path for f in files})
     for f in files:
         target = target_path(root, f.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.is_dir():
             raise PeerError("bad-path", f"{f.path} exists here and is not a regular file")
-        with open(target, "ab") as handle:
-            handle.truncate(f.size)
+        fd = open_regular(target, os.O_WRONLY | os.O_CREAT)  # a FIFO here must not hang us
+        try:
+            os.ftruncate(fd, f.size)
+        finally:
+            os.close(fd)
+
+
+# Our own files in a root; anything else at these names (a directory, a FIFO, a link) is removed
+# before use rather than failing every download of the game until a person removes it.
+BOOKKEEPING = (PROGRESS, PROGRESS + ".tmp")
 
 
 KEPT_NAMES = KEPT_ON_CANCEL | RESERVED_ROOT_NAMES  # top-level names a download never touches
@@ -116,8 +137,10 @@ def _prune(root: Path, wanted: set[str]) -> None:
                 remove_tree(Path(full))
                 dirnames.remove(name)
         for name in filenames:
-            if prefix + name not in wanted:
-                os.unlink(os.path.join(dirpath, name))
+            full = os.path.join(dirpath, name)
+            # A wanted path that is not a regular file (a FIFO, a socket, a link) is replaced.
+            if prefix + name not in wanted or not os.path.isfile(full) or os.path.islink(full):
+                os.unlink(full)
 
 
 def commit_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
@@ -131,7 +154,7 @@ def commit_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
     fsync_path(tmp)
     os.replace(tmp, root / SENTINEL)
     fsync_path(root)
-    (root / PROGRESS).unlink(missing_ok=True)
+    remove_any(root / PROGRESS)
 
 
 def load_progress(root: Path) -> Progress | None:
@@ -145,10 +168,9 @@ def load_progress(root: Path) -> Progress | None:
 def save_progress(root: Path, progress: Progress) -> None:
     """Replace the record atomically and durably: a kill leaves the old record or the new."""
     tmp = root / (PROGRESS + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(encode_progress(progress))
-        f.flush()
-        os.fsync(f.fileno())
+    clear_wrong_kind(tmp, directory=False)
+    write_file(tmp, encode_progress(progress))
+    clear_wrong_kind(root / PROGRESS, directory=False)  # a directory there would refuse the rename
     os.replace(tmp, root / PROGRESS)
     fsync_path(root)
 
@@ -159,7 +181,7 @@ def verified_on_disk(root: Path, chunks: list[Chunk]) -> list[bool]:
     for chunk in chunks:
         h = hashlib.sha256()
         try:
-            with open(target_path(root, chunk.path), "rb") as f:
+            with os.fdopen(open_regular(target_path(root, chunk.path)), "rb") as f:
                 f.seek(chunk.offset)
                 remaining = chunk.length
                 while remaining and (block := f.read(min(MIB, remaining))):

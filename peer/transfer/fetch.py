@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from peer.blocking import in_thread
 from peer.errors import PeerError
 from peer.events import Event
+from peer.files import open_regular
 from peer.output import Emit
 from peer.paths import SENTINEL
 from peer.protocol import (
@@ -40,11 +41,14 @@ from peer.transfer.disk import (
     target_path,
     write_all,
 )
+from peer.transfer.gather import gather_with_grace
 from peer.transfer.lane import Lane
 from peer.transfer.plan import Chunk, Scheduler, chunks_of, validate_descriptors
 from peer.transfer.resume import Progress
 
 Offer = TypeVar("Offer")
+
+OFFER_GRACE = 5.0  # seconds the other sources get once one has offered (at least)
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,9 @@ async def collect_offers(
 ) -> dict[str, Offer]:
     """Ask every source at once; a source that refuses or answers nonsense is skipped.
 
-    When every source was skipped, the refusal says why (each source's reason), not merely
-    that nobody has the game.
+    Once one source has offered, the others get a grace period (`gather.py`); one still silent
+    then is skipped. When every source was skipped, the refusal says why (each source's reason), not
+    merely that nobody has the game.
     """
     skipped: list[str] = []
 
@@ -109,7 +114,11 @@ async def collect_offers(
             source_event(ctx, "download-source-skipped", game_id, source, **refusal(exc))
             return None
 
-    answers = await asyncio.gather(*(ask(s) for s in sources))
+    answers, late = await gather_with_grace([ask(s) for s in sources], OFFER_GRACE)
+    for i in late:
+        slow = PeerError("peer-unreachable", "no offer in time, while other sources offered")
+        skipped.append(f"{sources[i].addr}: {slow.code}: {slow.message}")
+        source_event(ctx, "download-source-skipped", game_id, sources[i], **refusal(slow))
     offers = {s.peer_id: a for s, a in zip(sources, answers, strict=True) if a is not None}
     if not offers and skipped:
         raise PeerError("no-peers", f"no source could offer {game_id}: " + "; ".join(skipped))
@@ -174,7 +183,7 @@ class _Download:
 
     def fd(self, rel: str) -> int:
         if rel not in self.fds:
-            self.fds[rel] = os.open(target_path(self.root, rel), os.O_WRONLY)
+            self.fds[rel] = open_regular(target_path(self.root, rel), os.O_WRONLY)
         return self.fds[rel]
 
     async def fetch_one(self, chunk: Chunk, source: Source) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import Protocol
 import structlog
 
 from peer.errors import PeerError
+from peer.files import open_regular
 from peer.protocol import (
     MAX_LANE_LINE,
     ChunkHeader,
@@ -163,7 +165,7 @@ async def _send_range(
     # Slices only when a cap needs them: each loop.sendfile call has a fixed cost (it waits for
     # the transport's buffer to drain), and uncapped, one call sends the whole range.
     slice_size = SEND_SLICE if limiter.rate else max(length, 1)
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:  # swapped for a FIFO, it must not hang us
         sent = 0
         while sent < length:
             piece = min(slice_size, length - sent)

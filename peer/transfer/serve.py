@@ -16,6 +16,7 @@ from pathlib import Path
 
 from peer.catalog import Catalog
 from peer.errors import PeerError
+from peer.files import open_regular
 from peer.library import read_sentinel
 from peer.paths import RESERVED_ROOT_NAMES, check_game_id, check_relative_path
 from peer.protocol import (
@@ -123,14 +124,23 @@ def transferable_files(root: Path) -> list[str]:
             full = os.path.join(dirpath, name)
             if os.path.isfile(full) and not os.path.islink(full):
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-                found.append(rel)
+                found.append(carriable(root, rel))
     return sorted(found)
+
+
+def carriable(root: Path, rel: str) -> str:
+    """`rel`, if the protocol can carry it; else the game is not servable, and the refusal says
+    which file and why (skipping it would hand receivers an incomplete game that looks whole)."""
+    try:
+        return check_relative_path(rel)
+    except PeerError as exc:
+        raise PeerError("not-servable", f"{root.name} cannot be offered: {exc.message}") from None
 
 
 def hash_chunks(path: Path, chunk_size: int) -> tuple[str, ...]:
     """SHA-256 of each `chunk_size` slice of the file, read in 1 MiB blocks (flat memory)."""
     digests: list[str] = []
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:  # swapped for a FIFO, it must not hang us
         while True:
             h = hashlib.sha256()
             remaining = chunk_size
