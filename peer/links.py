@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.mesh import REDIAL_REASONS, PeerTable, RemotePeer, liveness, meeting, redial_delay
 from peer.output import Emit
@@ -37,7 +38,7 @@ from peer.protocol import (
     Request,
     expect,
 )
-from peer.quic import ControlConnection, ControlEndpoint, split_addr
+from peer.quic import ControlConnection, split_addr
 
 log = structlog.get_logger("links")
 

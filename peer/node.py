@@ -27,6 +27,7 @@ from peer.blocking import in_thread
 from peer.commands import Command
 from peer.dirlock import DirLock, check_apart, made
 from peer.discovery import Discovery, advertised_host, should_dial
+from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
 from peer.install import prepare_games_dir
@@ -40,7 +41,6 @@ from peer.protocol import (
     LibraryDelta,
     Reply,
 )
-from peer.quic import ControlEndpoint
 from peer.serving import Serving
 from peer.settings import Settings
 from peer.transfer.lane import (

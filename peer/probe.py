@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.identity import load_or_create_identity
 from peer.protocol import (
@@ -35,7 +36,7 @@ from peer.protocol import (
     decode_lane_reply,
     expect,
 )
-from peer.quic import ControlConnection, ControlEndpoint, split_addr
+from peer.quic import ControlConnection, split_addr
 
 Json = dict[str, Any]
 

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from nodes import CATALOG, Peer, Start, nodes_in, ready
 
+from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.identity import load_or_create_identity
 from peer.protocol import MAX_LANE_LINE, ErrorReply, Pong, Reply, Request
-from peer.quic import ControlConnection, ControlEndpoint
+from peer.quic import ControlConnection
 
 HOSTILE_VALUES: list[Any] = [
     None, True, -1, 2**64, 10**4000, 1.5, "", "x" * 5000, "../../etc/passwd", "/etc/passwd",

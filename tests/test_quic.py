@@ -10,7 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from peer import quic
+from peer import endpoint, quic
+from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
 from peer.protocol import (
@@ -26,7 +27,7 @@ from peer.protocol import (
     Request,
     encode,
 )
-from peer.quic import ControlConnection, ControlEndpoint
+from peer.quic import ControlConnection
 
 WAIT = 5.0  # for a close we expect; strangers get 60 s, so only a bound closes them early
 
@@ -130,7 +131,7 @@ async def dial_from(tmp_path: Path, server: Server, host: str, name: str) -> Con
 
 async def test_one_host_may_hold_only_a_few_strangers(tmp_path: Path, server: Server) -> None:
     """Its newest connection displaces its oldest: re-opening only evicts its own."""
-    per_host = quic.MAX_STRANGERS_PER_HOST
+    per_host = endpoint.MAX_STRANGERS_PER_HOST
     conns = [await dial(tmp_path, server, f"c{i}") for i in range(per_host + 1)]
     assert await closed(conns[0]), "the host's oldest stranger made way"
     assert all([await answers(c) for c in conns[1:]]), "the newer ones are admitted"
@@ -141,9 +142,9 @@ async def test_strangers_from_one_host_never_lock_out_another(
 ) -> None:
     """Issue 17 class 3: a host re-opening silent connections; an honest newcomer still gets in
     and can introduce itself, and the total stays bounded."""
-    flood = [await dial(tmp_path, server, f"a{i}") for i in range(quic.MAX_STRANGERS)]
+    flood = [await dial(tmp_path, server, f"a{i}") for i in range(endpoint.MAX_STRANGERS)]
     honest = await dial_from(tmp_path, server, "127.0.0.2", "honest")
-    flood += [await dial(tmp_path, server, f"b{i}") for i in range(quic.MAX_STRANGERS)]
+    flood += [await dial(tmp_path, server, f"b{i}") for i in range(endpoint.MAX_STRANGERS)]
     await honest.request(hello(load_or_create_identity(tmp_path / "honest").peer_id))
     assert await answers(honest)
     assert await answers(flood[-1])
@@ -151,8 +152,8 @@ async def test_strangers_from_one_host_never_lock_out_another(
 
 
 async def test_when_full_the_busiest_host_makes_way(tmp_path: Path, server: Server) -> None:
-    per_host = quic.MAX_STRANGERS_PER_HOST
-    assert 2 * per_host == quic.MAX_STRANGERS  # two full hosts fill the table
+    per_host = endpoint.MAX_STRANGERS_PER_HOST
+    assert 2 * per_host == endpoint.MAX_STRANGERS  # two full hosts fill the table
     first = [await dial_from(tmp_path, server, "127.0.0.2", f"x{i}") for i in range(per_host)]
     second = [await dial_from(tmp_path, server, "127.0.0.3", f"y{i}") for i in range(per_host)]
     lone = await dial_from(tmp_path, server, "127.0.0.4", "lone")

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.identity import load_or_create_identity
-from peer.quic import ControlEndpoint
 
 
 async def test_a_handshake_into_a_black_hole_fails_and_leaves_nothing_behind(

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import structlog.testing
 
+from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.identity import load_or_create_identity
 from peer.protocol import Ok, Ping, Request
-from peer.quic import ControlConnection, ControlEndpoint
+from peer.quic import ControlConnection
 
 
 async def test_a_reply_after_the_timeout_is_dropped_not_served(tmp_path: Path) -> None:
