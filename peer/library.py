@@ -36,14 +36,25 @@ def read_sentinel(game_root: Path) -> str | None:
 
 
 def root_archives(game_root: Path) -> list[Path]:
-    """Root-level `.eti` archives in the sorted order installs process them (S47)."""
+    """Root-level `.eti` archives in the sorted order installs process them (S47).
+
+    Only regular files count, never a link (to a file or anything else): like downloads, every
+    reader of a root (listing, streaming, install) keeps to the bytes inside it.
+    """
+    if game_root.is_symlink():
+        return []
     try:
-        names = sorted(os.listdir(game_root))
+        entries = sorted(os.scandir(game_root), key=lambda e: e.name)
     except OSError:
         return []
-    return [
-        game_root / n for n in names if n.endswith(ARCHIVE_SUFFIX) and (game_root / n).is_file()
-    ]
+    found = []
+    for entry in entries:
+        try:
+            if entry.name.endswith(ARCHIVE_SUFFIX) and entry.is_file(follow_symlinks=False):
+                found.append(game_root / entry.name)
+        except OSError:
+            continue
+    return found
 
 
 def _root_size(game_root: Path) -> int:
@@ -74,7 +85,8 @@ def scan_game(games_dir: Path, game_id: str) -> GameSummary | None:
         return None
     version = read_sentinel(root)
     downloaded = version is not None
-    installed = (root / LOCAL_DIR).is_dir()
+    local = root / LOCAL_DIR
+    installed = local.is_dir() and not local.is_symlink()  # a linked `local/` is not ours
     if not downloaded and not installed:
         return None
     return GameSummary(

@@ -8,14 +8,16 @@ live state (games dir, active operations, data token) and to the blocking work b
 from __future__ import annotations
 
 from asyncio import StreamWriter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from peer.blocking import in_thread
+from peer.budgets import Tally
 from peer.catalog import Catalog
 from peer.errors import PeerError
 from peer.protocol import (
     ChunkRequest,
+    ErrorReply,
     GameFiles,
     GetGame,
     GetStream,
@@ -24,14 +26,14 @@ from peer.protocol import (
     StreamManifest,
     StreamRequest,
 )
-from peer.transfer.lane import RateLimiter
-from peer.transfer.provider import list_archives, send_entries
+from peer.transfer.provider import ListingCache, send_entries
 from peer.transfer.serve import (
     DescriptorCache,
     authorize_chunk,
     authorize_stream,
     check_serve_gates,
 )
+from peer.transfer.upload import Progress, RateLimiter, SendStream, reply
 
 
 class Serving:
@@ -48,9 +50,10 @@ class Serving:
         self._catalog = catalog
         self._active = active
         self._token = data_token
-        self._unrar = unrar
         self._descriptors = DescriptorCache()
         self.limiter = RateLimiter(max_upload_rate)
+        self.tally = Tally()
+        self._listings = ListingCache(unrar, self.tally)
 
     async def answer(self, request: Request) -> Reply:
         """Control requests that are not about the link itself: what a game holds."""
@@ -58,7 +61,7 @@ class Serving:
             raise ValueError(f"no handler for {type(request).__name__}")
         root = check_serve_gates(self._games_dir(), self._catalog, self._active(), request.game_id)
         if isinstance(request, GetStream):
-            return StreamManifest(root.name, await in_thread(list_archives, root))
+            return StreamManifest(root.name, await self._listings.listings(root))
         files = await in_thread(self._descriptors.describe, root, request.chunk_size)
         return GameFiles(root.name, files)
 
@@ -66,15 +69,19 @@ class Serving:
         gates = (self._games_dir(), self._catalog, self._active())
         return authorize_chunk(*gates, self._token, request)
 
-    def open_stream(self, request: StreamRequest) -> Callable[[StreamWriter], Awaitable[None]]:
+    def open_stream(self, request: StreamRequest) -> SendStream:
         gates = (self._games_dir(), self._catalog, self._active())
         root = authorize_stream(*gates, self._token, request)
-        unrar = self._unrar
+        unrar = self._listings.unrar
         if unrar is None:
             raise PeerError("not-servable", "this peer streams no installs (it has no --unrar)")
 
-        async def send(writer: StreamWriter) -> None:
-            listings = await in_thread(list_archives, root)
-            await send_entries(writer, root, listings, unrar, self.limiter)
+        async def send(writer: StreamWriter, progress: Progress, tally: Tally, asker: str) -> None:
+            try:
+                listings = await self._listings.listings(root)
+            except PeerError as exc:
+                await reply(writer, ErrorReply.of(exc))
+                return
+            await send_entries(writer, root, listings, unrar, self.limiter, progress, tally)
 
         return send

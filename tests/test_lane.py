@@ -19,6 +19,7 @@ import pytest
 import structlog
 
 from peer.blocking import in_thread
+from peer.budgets import Budgets, Tally
 from peer.errors import PeerError
 from peer.protocol import (
     MAX_LANE_LINE,
@@ -31,8 +32,10 @@ from peer.protocol import (
     encode,
 )
 from peer.transfer import lane as lane_module
-from peer.transfer.lane import RateLimiter, TcpLane, serve_lane
+from peer.transfer import upload
+from peer.transfer.lane import TcpLane
 from peer.transfer.serve import authorize_chunk
+from peer.transfer.upload import RateLimiter, SendStream, serve_lane
 
 GAME = "g1"
 VERSION = "20250101"
@@ -53,6 +56,10 @@ def games(tmp_path: Path) -> Path:
     (root / "data.bin").write_bytes(DATA)
     (root / "empty.bin").write_bytes(b"")
     return tmp_path / "games"
+
+
+def refuse(request: object) -> Any:
+    raise PeerError("not-servable", "nothing is served in this test")
 
 
 @pytest.fixture
@@ -556,7 +563,7 @@ async def test_an_over_long_request_line_is_named_as_such(port: int) -> None:
 
 
 async def test_a_range_across_send_slices_ends_exactly_at_its_length(port: int) -> None:
-    length = lane_module.SEND_SLICE + 100
+    length = upload.SEND_SLICE + 100
     reply, rest = await exchange(port, raw(offset=5, length=length))
 
     assert decode_lane_reply(reply) == ChunkHeader(length)
@@ -579,16 +586,16 @@ async def test_a_file_that_shrank_after_its_grant_ends_the_reply_short(tmp_path:
     assert rest == b"0123456789"
 
 
-async def test_a_client_that_never_asks_is_dropped(
-    port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(lane_module, "REQUEST_TIMEOUT", 0.05)
+async def test_a_client_that_never_asks_is_dropped() -> None:
+    tally = Tally(Budgets(request_deadline=0.05))
+    server = await serve_lane(HOST, 0, refuse, refuse, RateLimiter(None), tally)
     async with asyncio.timeout(LIMIT):
-        reader, writer = await asyncio.open_connection(HOST, port)
+        reader, writer = await asyncio.open_connection(HOST, server.port)
         try:
             assert await reader.read() == b"", "closed without a word"
         finally:
             writer.close()
+            await server.close()
 
 
 def free_port() -> int:
@@ -637,15 +644,15 @@ async def test_a_closed_lane_stops_listening_and_drops_its_connections(games: Pa
 
 
 async def test_closing_a_lane_that_never_started_is_harmless() -> None:
-    await lane_module.LaneServer().close()
+    await upload.LaneServer().close()
 
 
 async def test_closing_the_lane_waits_for_its_streams_to_clean_up() -> None:
     """A stream's provider is killed in its sender's cleanup: close() returns after that."""
     started, cleaned = asyncio.Event(), asyncio.Event()
 
-    def open_stream(request: StreamRequest) -> Callable[[asyncio.StreamWriter], Awaitable[None]]:
-        async def send(writer: asyncio.StreamWriter) -> None:
+    def open_stream(request: StreamRequest) -> SendStream:
+        async def send(writer: asyncio.StreamWriter, *_: object) -> None:
             started.set()
             try:
                 await asyncio.Event().wait()
