@@ -47,13 +47,15 @@ class Tally:
     total: Counter[str] = field(default_factory=Counter)
     per_host: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def _limits(self, kind: str) -> tuple[int | None, int]:
+    def _limits(self, kind: str) -> tuple[int | None, int | None]:
+        """(per host, in total) for `kind`; an open file is bounded by descriptors alone, a
+        child in total only (a listing's has no lane host; a host's streams bound its own)."""
         b = self.budgets
         return {
             "connection": (b.connections_per_host, b.connections_total),
             "stream": (b.streams_per_host, b.streams_total),
             "child": (None, b.children_total),
-            "file": (None, b.descriptors_total),
+            "file": (None, None),
         }[kind]
 
     @contextlib.contextmanager
@@ -65,7 +67,7 @@ class Tally:
             raise PeerError("busy", f"descriptor budget ({self.budgets.descriptors_total}) in use")
         for kind, n in need.items():
             per_host, total = self._limits(kind)
-            if kind != "file" and self.total[kind] + n > total:
+            if total is not None and self.total[kind] + n > total:
                 raise PeerError("busy", f"{kind} budget ({total} in all) in use")
             if per_host is not None and self.per_host[(host, kind)] + n > per_host:
                 raise PeerError("busy", f"{kind} budget ({per_host} per host) in use by {host}")

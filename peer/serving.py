@@ -45,6 +45,7 @@ class Serving:
         data_token: str,
         unrar: str | None,
         max_upload_rate: int | None,
+        tally: Tally | None = None,
     ) -> None:
         self._games_dir = games_dir
         self._catalog = catalog
@@ -52,7 +53,7 @@ class Serving:
         self._token = data_token
         self._descriptors = DescriptorCache()
         self.limiter = RateLimiter(max_upload_rate)
-        self.tally = Tally()
+        self.tally = tally or Tally()  # the budgets of every handler and child we serve with
         self._listings = ListingCache(unrar, self.tally)
 
     async def answer(self, request: Request) -> Reply:
@@ -77,8 +78,9 @@ class Serving:
             raise PeerError("not-servable", "this peer streams no installs (it has no --unrar)")
 
         async def send(writer: StreamWriter, progress: Progress, tally: Tally, asker: str) -> None:
-            try:
-                listings = await self._listings.listings(root)
+            try:  # a first listing extracts the archives under a deadline of its own
+                with progress.paused():
+                    listings = await self._listings.listings(root)
             except PeerError as exc:
                 await reply(writer, ErrorReply.of(exc))
                 return

@@ -8,6 +8,7 @@ raw bytes, it opens a plain asyncio connection or server itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -635,8 +636,9 @@ async def test_a_closed_lane_stops_listening_and_drops_its_connections(games: Pa
         while not server.handlers:  # until the server has taken the connection
             await asyncio.sleep(0)
         await server.close()
-        try:
-            assert await reader.read() == b""
+        try:  # a handler ended by a close is cut (reset), like a stalled one
+            with contextlib.suppress(ConnectionResetError):
+                assert await reader.read() == b""
         finally:
             writer.close()
     with pytest.raises(OSError):

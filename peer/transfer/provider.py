@@ -117,13 +117,17 @@ async def unrar_payload(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             code: int | None = None
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(kill_grace):
                     # With every writer dead the pipe ends at once; reading it to its end
                     # closes it.
                     while await proc.stdout.read(SEND_SLICE):
                         pass
                     code = await proc.wait()
+            except TimeoutError:  # a grandchild left the group and holds the pipe: drop it
+                transport = getattr(proc, "_transport", None)
+                if transport is not None:
+                    transport.close()
             log.info("provider stopped", archive=archive.name, exit_code=code)
 
 
@@ -174,6 +178,15 @@ class ListingCache:
         return tuple(found)
 
     async def _digest(self, archive: Path, fd: int, unrar: str) -> ArchiveListing:
+        try:
+            return await self._digest_pass(archive, fd, unrar)
+        except TimeoutError:
+            seconds = self.tally.budgets.progress_deadline
+            raise PeerError(
+                "not-servable", f"{unrar} made no progress on {archive.name} in {seconds} s"
+            ) from None
+
+    async def _digest_pass(self, archive: Path, fd: int, unrar: str) -> ArchiveListing:
         headers = await asyncio.to_thread(read_headers, archive, fd)
         budgets = self.tally.budgets
         entries = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -160,7 +162,7 @@ async def serve_lane(
             if clean:
                 writer.close()
             else:
-                writer.transport.abort()
+                cut(writer)
 
     async def _serve_one(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, asker: str
@@ -169,6 +171,8 @@ async def serve_lane(
         try:
             async with asyncio.timeout(budgets.request_deadline):
                 line = await reader.readline()
+        except TimeoutError:  # it never asked: nothing of ours is buffered, a close will do
+            return True
         except ValueError:  # a request line longer than the stream's limit
             line = b""
             refused: PeerError | None = PeerError("bad-message", "request line too long")
@@ -203,6 +207,16 @@ async def serve_lane(
         handle, host, port, reuse_address=True, limit=MAX_LANE_LINE
     )
     return lane
+
+
+def cut(writer: asyncio.StreamWriter) -> None:
+    """End a connection whose asker stalled or vanished: reset, not closed, so neither our
+    buffer nor the kernel's (an orphan in FIN_WAIT1 behind a zero window) keeps its bytes."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def reply(writer: asyncio.StreamWriter, message: LaneReply) -> None:
