@@ -8,9 +8,12 @@ nothing (PEER_CLI_SCENARIOS.md, first-play contract). Install clears the marker,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
+
+from peer.errors import PeerError
 
 ACCOUNT_FILE = "account_name.txt"
 LANGUAGE_FILE = "language.txt"
@@ -54,9 +57,24 @@ def set_persona_name(text: bytes, username: str) -> bytes | None:
 
 
 def _replace(path: Path, data: bytes) -> None:
+    """Write `data` to `path` by rename, through no link (a planted temp name included)."""
     tmp = path.with_name(path.name + ".lanpeer-tmp")
-    tmp.write_bytes(data)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with open(fd, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
+
+
+def _read(path: Path) -> bytes:
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
+        return f.read()
+
+
+def _linked(local_dir: Path) -> bool:
+    """Is the install, or the game root holding it, a link? Then it is not ours to stamp."""
+    return local_dir.is_symlink() or local_dir.parent.is_symlink() or not local_dir.is_dir()
 
 
 def apply_launch_settings(
@@ -75,6 +93,8 @@ def apply_launch_settings(
         "language_written": False,
         "persona_name_written": False,
     }
+    if _linked(local_dir):  # a symlinked folder is never followed, as in every other reader
+        raise PeerError("bad-path", f"{local_dir} is a link or no folder; refusing to stamp it")
     account = find_first(local_dir, ACCOUNT_FILE)
     if account is not None:
         _replace(account, username.encode())
@@ -85,7 +105,7 @@ def apply_launch_settings(
         written["language_written"] = True
     persona = find_first(local_dir, PERSONA_FILE)
     if persona is not None:
-        updated = set_persona_name(persona.read_bytes(), username)
+        updated = set_persona_name(_read(persona), username)
         if updated is not None:
             _replace(persona, updated)
             written["persona_name_written"] = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from peer.errors import PeerError
@@ -55,6 +56,22 @@ def root_archives(game_root: Path) -> list[Path]:
         except OSError:
             continue
     return found
+
+
+def open_root_archive(archive: Path) -> int:
+    """A descriptor of `archive` if it is a regular file, never through a link.
+
+    Readers hand the descriptor on (`unrar` reads `/dev/fd/N`), so a root archive swapped for
+    a link after `root_archives` listed it is still refused, not followed.
+    """
+    try:
+        fd = os.open(archive, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PeerError("not-servable", f"{archive.name} cannot be opened: {exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PeerError("not-servable", f"{archive.name} is not a regular file")
+    return fd
 
 
 def _root_size(game_root: Path) -> int:

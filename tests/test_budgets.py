@@ -349,6 +349,9 @@ async def test_descriptors_are_bounded(serve: Any) -> None:
     writer.close()
 
 
+PACED = 512 * 1024
+
+
 async def test_a_slow_first_listing_does_not_count_against_the_streams_deadline(
     serve: Any, games: Path, tmp_path: Path
 ) -> None:
@@ -356,24 +359,24 @@ async def test_a_slow_first_listing_does_not_count_against_the_streams_deadline(
     bytes keep moving, the stream's handler is not cut for waiting on it."""
     stage = games.parent / "stage"
     stage.mkdir()
-    (stage / "payload.bin").write_bytes(os.urandom(1024 * 1024))
+    (stage / "payload.bin").write_bytes(os.urandom(PACED))
     os.system(f"cd {stage} && rar a -idq -cfg- -ma5 -m0 {games / GAME / 'cnctw.eti'} payload.bin")
-    paced = tmp_path / "paced-unrar"  # 64 KiB every 0.1 s: about 1.6 s for the listing pass
+    paced = tmp_path / "paced-unrar"  # 64 KiB every 0.25 s: about 2 s for the listing pass
     pace = (
         "import sys, time\n"
         "while d := sys.stdin.buffer.read(65536):\n"
-        "    sys.stdout.buffer.write(d); sys.stdout.buffer.flush(); time.sleep(0.1)\n"
+        "    sys.stdout.buffer.write(d); sys.stdout.buffer.flush(); time.sleep(0.25)\n"
     )
     (tmp_path / "pace.py").write_text(pace)
     paced.write_text(f'#!/bin/sh\n"{UNRAR}" "$@" | python3 {tmp_path / "pace.py"}\n')
     paced.chmod(0o755)
-    tally = Tally(Budgets(progress_deadline=1.0))
+    tally = Tally(Budgets(progress_deadline=1.5))
     server = await serve(tally.budgets, serving(games, str(paced), tally).open_stream, tally)
     reader, writer = await connect(server.port, stream_request())
-    async with asyncio.timeout(LIMIT):
+    async with asyncio.timeout(3 * LIMIT):
         header = decode_lane_reply(await reader.readline())
         assert not isinstance(header, ErrorReply), header
-        await reader.readexactly(1024 * 1024)
+        await reader.readexactly(PACED)
         assert decode_lane_reply(await reader.readline()) == StreamEnd()
     writer.close()
 

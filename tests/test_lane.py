@@ -156,6 +156,16 @@ async def test_empty_file_is_served_as_zero_bytes(port: int) -> None:
     assert await fetch(port, request("empty.bin", 0, 0)) == []
 
 
+async def test_a_chunk_is_never_read_through_a_link(port: int, games: Path) -> None:
+    """Issue 17, class 5: the gates resolve a link that stays inside the root; the lane still
+    sends no byte through it (a link can be swapped to point anywhere after the gates looked)."""
+    root = games / GAME
+    (root / "link.bin").symlink_to(root / "data.bin")
+    err = await refused(port, request(path="link.bin"))
+    assert err.code == "not-servable" and "link.bin cannot be read here" in err.message
+    assert await fetch(port, request()) != [], "the regular file is still served"
+
+
 async def test_bad_token_is_unauthorised(port: int) -> None:
     err = await refused(port, request(token="guess"))
     assert err.code == "unauthorised"

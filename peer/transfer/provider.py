@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import stat
 import subprocess
 import zlib
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ import structlog
 
 from peer.budgets import Tally
 from peer.errors import PeerError
+from peer.library import open_root_archive as open_archive
 from peer.library import root_archives
 from peer.protocol import (
     EMPTY_SHA256,
@@ -47,18 +47,6 @@ from peer.transfer.upload import SEND_SLICE, Progress, RateLimiter, progress_dea
 log = structlog.get_logger("provider")
 
 Key = tuple[str, int, int, int, int]  # path, device, inode, size, mtime
-
-
-def open_archive(archive: Path) -> int:
-    """A descriptor of `archive` if it is a regular file, never through a link."""
-    try:
-        fd = os.open(archive, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise PeerError("not-servable", f"{archive.name} cannot be opened: {exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise PeerError("not-servable", f"{archive.name} is not a regular file")
-    return fd
 
 
 def _key(archive: Path, fd: int) -> Key:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import stat
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
@@ -198,15 +201,28 @@ async def serve_lane(
                 with tally.reserve(asker, "stream"):
                     await send_stream(writer, progress, tally, asker)
                 return True
-            with tally.reserve(asker, "file"):
+            with tally.reserve(asker, "file"), _open_regular(path) as f:
                 await reply(writer, ChunkHeader(length))
-                await _send_range(writer, path, offset, length, limiter, progress, budgets)
+                await _send_range(writer, f, offset, length, limiter, progress, budgets)
             return True
 
     lane.server = await asyncio.start_server(
         handle, host, port, reuse_address=True, limit=MAX_LANE_LINE
     )
     return lane
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """The granted file, never through a link (the gates resolve links inside the root; the
+    bytes we send never come through one), or a refusal before any header."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PeerError("not-servable", f"{path.name} cannot be read here: {exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PeerError("not-servable", f"{path.name} is not a regular file here")
+    return open(fd, "rb")
 
 
 def cut(writer: asyncio.StreamWriter) -> None:
@@ -226,7 +242,7 @@ async def reply(writer: asyncio.StreamWriter, message: LaneReply) -> None:
 
 async def _send_range(
     writer: asyncio.StreamWriter,
-    path: Path,
+    f: BinaryIO,
     offset: int,
     length: int,
     limiter: RateLimiter,
@@ -237,14 +253,13 @@ async def _send_range(
     # Slices bound how long one `loop.sendfile` call may take (the progress deadline covers a
     # slice); a cap sends 1 MiB slices so that the limiter paces them.
     slice_size = SEND_SLICE if limiter.rate else budgets.send_slice
-    with open(path, "rb") as f:
-        sent = 0
-        while sent < length:
-            piece = min(slice_size, length - sent)
-            with progress.paused():  # waiting on our own cap is not the asker's stall
-                await limiter.acquire(piece)
-            n = await loop.sendfile(writer.transport, f, offset + sent, piece)
-            if n == 0:
-                break
-            sent += n
-            progress.moved()
+    sent = 0
+    while sent < length:
+        piece = min(slice_size, length - sent)
+        with progress.paused():  # waiting on our own cap is not the asker's stall
+            await limiter.acquire(piece)
+        n = await loop.sendfile(writer.transport, f, offset + sent, piece)
+        if n == 0:
+            break
+        sent += n
+        progress.moved()
