@@ -358,7 +358,13 @@ async def test_the_provider_logs_how_its_unrar_ended(root: Path, tmp_path: Path)
         await stream(root, listings, UNRAR)
     stopped = [e for e in clean if e["event"] == "provider stopped"]
     assert stopped == [
-        {"event": "provider stopped", "archive": "cnctw.eti", "exit_code": 0, "log_level": "info"}
+        {
+            "event": "provider stopped",
+            "archive": "cnctw.eti",
+            "purpose": "stream",
+            "exit_code": 0,
+            "log_level": "info",
+        }
     ]
     failing = fake_unrar(tmp_path, "fails", "exit 3")
     with structlog.testing.capture_logs() as failed:

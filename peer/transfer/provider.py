@@ -78,10 +78,11 @@ def read_headers(archive: Path, fd: int) -> ArchiveListing:
 
 @contextlib.asynccontextmanager
 async def unrar_payload(
-    archive: Path, fd: int, unrar: str, tally: Tally, kill_grace: float
+    archive: Path, fd: int, unrar: str, tally: Tally, kill_grace: float, purpose: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """One `unrar p` of the open archive `fd`, its stdout as a reader; killed with its group
-    on the way out, and its pipe given `kill_grace` to end."""
+    """One `unrar p` of the open archive `fd` (for a `listing` or a `stream`, as its log line
+    says), its stdout as a reader; killed with its group on the way out, and its pipe given
+    `kill_grace` to end."""
     with tally.reserve("", "child"):
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -116,7 +117,7 @@ async def unrar_payload(
                 transport = getattr(proc, "_transport", None)
                 if transport is not None:
                     transport.close()
-            log.info("provider stopped", archive=archive.name, exit_code=code)
+            log.info("provider stopped", archive=archive.name, purpose=purpose, exit_code=code)
 
 
 async def _finish(proc: asyncio.subprocess.Process, unrar: str, archive: Path) -> None:
@@ -180,7 +181,7 @@ class ListingCache:
         entries = []
         async with (
             progress_deadline(budgets.progress_deadline) as progress,
-            unrar_payload(archive, fd, unrar, self.tally, budgets.kill_grace) as proc,
+            unrar_payload(archive, fd, unrar, self.tally, budgets.kill_grace, "listing") as proc,
         ):
             assert proc.stdout is not None
             for entry in headers.entries:
@@ -247,7 +248,8 @@ async def _send_archive(
     progress: Progress,
     tally: Tally,
 ) -> None:
-    async with unrar_payload(archive, fd, unrar, tally, tally.budgets.kill_grace) as proc:
+    grace = tally.budgets.kill_grace
+    async with unrar_payload(archive, fd, unrar, tally, grace, "stream") as proc:
         assert proc.stdout is not None
         for entry in listing.entries:
             if entry.is_dir:
