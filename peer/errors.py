@@ -42,6 +42,7 @@ OutcomeCode = Literal[
     "ambiguous-metadata",
     "bad-metadata",
     "bad-chunk",
+    "busy",
     "bad-message",
     "incompatible",
     "install-failed",

@@ -15,7 +15,7 @@ from pathlib import Path
 from peer.catalog import Catalog
 from peer.errors import PeerError
 from peer.files import clear_wrong_kind, is_kind, remove_any
-from peer.library import root_archives
+from peer.library import read_sentinel, root_archives
 from peer.paths import BACKUP_DIR, LOCAL_DIR, OWNED_MARKER, SENTINEL, STAGING_DIR, check_game_id
 from peer.unpack import Unpacker
 
@@ -24,7 +24,7 @@ remove_tree = remove_any  # whatever is there: a tree, a file, a link, a FIFO
 
 def install_game(root: Path, unpacker: Unpacker) -> None:
     """(Re)create `local/` from the root's current archives."""
-    if not (root / SENTINEL).is_file():
+    if root.is_symlink() or read_sentinel(root) is None:  # the sentinel rule, links refused
         raise PeerError("not-downloaded", f"game {root.name} is not downloaded")
     staging, local, backup = root / STAGING_DIR, root / LOCAL_DIR, root / BACKUP_DIR
     remove_tree(staging)

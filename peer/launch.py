@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from peer.errors import PeerError
 from peer.files import clear_wrong_kind, read_small_file, write_file
 
 ACCOUNT_FILE = "account_name.txt"
@@ -64,6 +65,11 @@ def _replace(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _linked(local_dir: Path) -> bool:
+    """Is the install, or the game root holding it, a link? Then it is not ours to stamp."""
+    return local_dir.is_symlink() or local_dir.parent.is_symlink() or not local_dir.is_dir()
+
+
 def apply_launch_settings(
     local_dir: Path, marker: Path, username: str, language: str
 ) -> dict[str, bool]:
@@ -80,6 +86,8 @@ def apply_launch_settings(
         "language_written": False,
         "persona_name_written": False,
     }
+    if _linked(local_dir):  # a symlinked folder is never followed, as in every other reader
+        raise PeerError("bad-path", f"{local_dir} is a link or no folder; refusing to stamp it")
     account = find_first(local_dir, ACCOUNT_FILE)
     if account is not None:
         _replace(account, username.encode())

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from peer.errors import PeerError
-from peer.files import is_kind, read_small_file
+from peer.files import open_regular, read_small_file
 from peer.paths import ARCHIVE_SUFFIX, LOCAL_DIR, SENTINEL, check_game_id
 from peer.protocol import LOCAL_ONLY, READY, GameSummary
 
@@ -36,16 +36,37 @@ def read_sentinel(game_root: Path) -> str | None:
 
 
 def root_archives(game_root: Path) -> list[Path]:
-    """Root-level `.eti` archives in the sorted order installs process them (S47)."""
+    """Root-level `.eti` archives in the sorted order installs process them (S47).
+
+    Only regular files count, never a link (to a file or anything else): like downloads, every
+    reader of a root (listing, streaming, install) keeps to the bytes inside it.
+    """
+    if game_root.is_symlink():
+        return []
     try:
-        names = sorted(os.listdir(game_root))
+        entries = sorted(os.scandir(game_root), key=lambda e: e.name)
     except OSError:
         return []
-    return [
-        game_root / n
-        for n in names
-        if n.endswith(ARCHIVE_SUFFIX) and is_kind(game_root / n, directory=False)  # no links
-    ]
+    found = []
+    for entry in entries:
+        try:
+            if entry.name.endswith(ARCHIVE_SUFFIX) and entry.is_file(follow_symlinks=False):
+                found.append(game_root / entry.name)
+        except OSError:
+            continue
+    return found
+
+
+def open_root_archive(archive: Path) -> int:
+    """A descriptor of `archive` if it is a regular file, never through a link.
+
+    Readers hand the descriptor on (`unrar` reads `/dev/fd/N`), so a root archive swapped for
+    a link after `root_archives` listed it is still refused, not followed.
+    """
+    try:
+        return open_regular(archive)
+    except OSError as exc:
+        raise PeerError("not-servable", f"{archive.name} cannot be opened: {exc}") from None
 
 
 def _root_size(game_root: Path) -> int:
@@ -76,7 +97,8 @@ def scan_game(games_dir: Path, game_id: str) -> GameSummary | None:
         return None
     version = read_sentinel(root)
     downloaded = version is not None
-    installed = (root / LOCAL_DIR).is_dir()
+    local = root / LOCAL_DIR
+    installed = local.is_dir() and not local.is_symlink()  # a linked `local/` is not ours
     if not downloaded and not installed:
         return None
     return GameSummary(

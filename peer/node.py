@@ -43,14 +43,8 @@ from peer.protocol import (
 )
 from peer.serving import Serving
 from peer.settings import Settings
-from peer.transfer.lane import (
-    Authorize,
-    LaneServer,
-    OpenStream,
-    RateLimiter,
-    TcpLane,
-    serve_lane,
-)
+from peer.transfer.lane import TcpLane
+from peer.transfer.upload import Authorize, LaneServer, OpenStream, RateLimiter, serve_lane
 from peer.unpack import make_unpacker
 
 log = structlog.get_logger("peer")
@@ -148,9 +142,9 @@ class Node:
             where = f"{s.listen_host}:{s.listen_port}"
             raise PeerError("bad-address", f"cannot listen on {where}: {exc}") from None
         try:  # the lane takes the same port number when it is free, for tidy addresses
-            lane = await serve_lane(s.listen_host, port, *self._lane_gates())
+            lane = await serve_lane(s.listen_host, port, *self._lane_gates(), self.serving.tally)
         except OSError:
-            lane = await serve_lane(s.listen_host, 0, *self._lane_gates())
+            lane = await serve_lane(s.listen_host, 0, *self._lane_gates(), self.serving.tally)
         self._lane_server = lane
         self.data_port = lane.port
         self.addr = self.links.addr = f"{advertised_host(s.listen_host)}:{port}"

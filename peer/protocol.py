@@ -17,8 +17,10 @@ import msgspec
 from peer.errors import ERROR_CODES, ErrorCode, PeerError
 from peer.paths import GAME_ID_PATTERN, check_file_list, check_game_id, check_relative_path
 
-PROTOCOL_VERSION = 3  # 3: ids bound to keys (mutual TLS); GetGame names the chunk size
-ALPN = "lanpeer/3"
+# 3: ids bound to keys (mutual TLS); GetGame names the chunk size. 4: every archive entry in a
+# stream listing carries the SHA-256 of its extracted bytes.
+PROTOCOL_VERSION = 4
+ALPN = "lanpeer/4"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a control message, whole
 MAX_INTRO_BYTES = 8 * 1024 * 1024  # a Hello or HelloAck listing MAX_GAMES games fits
 MAX_LANE_LINE = 4096  # a fast-lane request or header line
@@ -96,16 +98,27 @@ class FileDescriptor(_Value, frozen=True):
             raise ValueError("chunk hash count does not match the file size")
 
 
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
 class ArchiveEntry(_Value, frozen=True):
-    """One member of a root archive, as a streamed install extracts it into `local/`."""
+    """One member of a root archive, as a streamed install extracts it into `local/`.
+
+    `sha256` is the digest of the bytes the source's own extraction produced: CRC32 (from the
+    archive header) is no defence against a liar, so a streamed entry is installed only when
+    its bytes match the digest the plurality of sources agreed on. A folder's is the empty one.
+    """
 
     path: Text
     size: Count
     crc32: Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)]
     is_dir: bool
+    sha256: Sha256
 
     def __post_init__(self) -> None:
         check_relative_path(self.path, reserved=False)
+        if self.is_dir and (self.size, self.sha256) != (0, EMPTY_SHA256):
+            raise ValueError("a folder entry holds no bytes")
 
 
 class ArchiveListing(_Value, frozen=True):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from peer.errors import PeerError
-from peer.files import open_regular
+from peer.library import open_root_archive
 
 FIXTURE_PAYLOAD = "fixture-payload.txt"
 
@@ -35,10 +35,16 @@ class FixtureUnpacker:
     def unpack(self, archives: list[Path], dest: Path) -> None:
         if not archives:
             return
-        with open(dest / FIXTURE_PAYLOAD, "wb") as out:
-            for archive in archives:
-                with os.fdopen(open_regular(archive), "rb") as src:
+        sources = []
+        try:
+            for archive in archives:  # every archive opened (no links) before a byte is written
+                sources.append(open(_open(archive), "rb"))  # noqa: SIM115
+            with open(dest / FIXTURE_PAYLOAD, "wb") as out:
+                for src in sources:
                     shutil.copyfileobj(src, out, 1024 * 1024)
+        finally:
+            for src in sources:
+                src.close()
 
 
 class UnrarUnpacker:
@@ -49,17 +55,30 @@ class UnrarUnpacker:
 
     def unpack(self, archives: list[Path], dest: Path) -> None:
         for archive in archives:
-            cmd = [self.unrar, "x", "-idq", "-o+", "-y", "--", str(archive), f"{dest}/"]
+            fd = _open(archive)  # unrar reads this very file: never a link swapped in since
+            cmd = [self.unrar, "x", "-idq", "-o+", "-y", "--", f"/dev/fd/{fd}", f"{dest}/"]
             try:
-                result = subprocess.run(cmd, capture_output=True, timeout=3600, check=False)
+                result = subprocess.run(
+                    cmd, capture_output=True, timeout=3600, check=False, pass_fds=(fd,)
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise PeerError("install-failed", f"cannot run {self.unrar}: {exc}") from None
+            finally:
+                os.close(fd)
             if result.returncode != 0:
                 detail = result.stderr.decode(errors="replace").strip()[-300:]
                 raise PeerError(
                     "install-failed",
                     f"unrar failed on {archive.name} (exit {result.returncode}): {detail}",
                 )
+
+
+def _open(archive: Path) -> int:
+    """The archive, opened without following a link; anything else fails the install."""
+    try:
+        return open_root_archive(archive)
+    except PeerError as exc:
+        raise PeerError("install-failed", exc.message) from None
 
 
 def make_unpacker(unrar: str | None) -> Unpacker:

@@ -2,15 +2,28 @@
 
 Two sources serve the same catalog-version `cnctw`; sources are tried in address order, so the
 one that sorts first is made the broken one: both start pointing `--unrar` at a path that does
-not exist yet, and only the later one gets a real unrar there. (Address order is the peer's,
-"host:port" as strings: on the local backend 127.x.y.10 sorts before 127.x.y.9, so start order
-alone would not decide it.) The broken source is validated like the good one, fails its stream,
-contributes no chunk, and the good one then streams the whole archive afresh.
+not exist yet; the later one gets a real unrar there, the first one an unrar that is honest on
+its first payload pass (the one its listing's SHA-256s come from) and fails every later one.
+(Address order is the peer's, "host:port" as strings: on the local backend 127.x.y.10 sorts
+before 127.x.y.9, so start order alone would not decide it.) The broken source is validated
+like the good one, fails its stream, contributes no chunk, and the good one then streams the
+whole archive afresh.
 """
 
 import pytest
 
 from harness.lab import Lab
+
+
+def fails_after_listing(real: str, where: str) -> str:
+    """`real` unrar for the first payload pass (the listing's digests), exit 1 for later ones."""
+    marker = where + ".listed"
+    return (
+        "#!/bin/sh\n"
+        f'if [ "$1" = p ] && [ -e "{marker}" ]; then exit 1; fi\n'
+        f'[ "$1" = p ] && touch "{marker}"\n'
+        f'exec "{real}" "$@"\n'
+    )
 
 
 @pytest.mark.scenario("S42")
@@ -19,7 +32,9 @@ def test_s42_streamed_install_retries_the_whole_stream(lab: Lab) -> None:
     unrar_of = lab.unrar_of
     rc, out = good.run("ln", "-s", lab.backend.unrar, unrar_of(good.name))
     assert rc == 0, out
-    assert not broken.exists(unrar_of(broken.name)), "the broken source's --unrar is missing"
+    broken.write_executable(
+        unrar_of(broken.name), fails_after_listing(lab.backend.unrar, unrar_of(broken.name))
+    )
     client = lab.peer("client")
     client.connect(broken, good)
     expected = good.rar_members(lab.backend.unrar, "cnctw/cnctw.eti")

@@ -1,15 +1,25 @@
-"""X04 (beyond upstream) A source whose streamed bytes do not match its archive's CRC32s.
+"""X04 (beyond upstream) A source that lists its archive honestly and streams other bytes.
 
-The liar lists its archive honestly (so it is validated like the honest source), but its
-`unrar p` output has the last byte flipped: the first member streams intact, the last one
-arrives corrupted. The receiver checks each member against the validated CRC32, excludes the
-liar (`bad-chunk`), discards what it staged, and streams everything again from the honest
-source. As in S42 both sources start with `--unrar` pointing at nothing, and the roles are
-handed out by address order afterwards, so the liar is certainly tried first.
+The liar's `--unrar` is honest on its first payload pass, the one its listing's SHA-256s come
+from, so its listing agrees with the honest source's and both are validated; every later pass
+lies. Two liars:
+
+- `crc-broken`: the last byte flipped. The first member streams intact, the last one misses
+  the validated CRC32.
+- `crc-kept` (issue 17): the first byte flipped and four bytes recomputed so that every size
+  and CRC32 still matches (harness/crcforge.py). Only the voted SHA-256 tells the bytes apart.
+
+Either way the receiver excludes the liar (`bad-chunk`), discards what it staged, and streams
+everything again from the honest source; the installed files are the honest bytes. As in S42
+both sources start with `--unrar` pointing at nothing, and the roles are handed out by address
+order afterwards, so the liar is certainly tried first.
 """
+
+from pathlib import Path
 
 import pytest
 
+from harness import crcforge
 from harness.lab import Lab
 
 FLIP_LAST_BYTE = (
@@ -17,41 +27,54 @@ FLIP_LAST_BYTE = (
     "sys.stdout.buffer.write(d[:-1] + bytes([d[-1] ^ 1]) if d else d)"
 )
 
-# In the liar's world: its whole-archive payload pass equals the real one but for the last byte.
-LIES_LAST = """
-import subprocess, sys
-real, liar, archive = sys.argv[1:]
+# In the liar's world, with its marker set: its payload pass equals the real one in length, not
+# in bytes, and (crc-kept) in CRC32.
+LIES = """
+import subprocess, sys, zlib
+real, liar, archive, kind = sys.argv[1:]
 honest, lie = (
     subprocess.run([u, "p", "-inul", "--", archive], capture_output=True, check=True).stdout
     for u in (real, liar)
 )
-print(len(honest) == len(lie) and honest[:-1] == lie[:-1] and honest[-1] != lie[-1])
+same_crc = zlib.crc32(honest) == zlib.crc32(lie)
+print(len(honest) == len(lie) and honest != lie and same_crc == (kind == "crc-kept"))
 """
 
 
-def lying_unrar(real: str) -> str:
-    """A shell script: `real` unrar, except that the payload pass (`p`) lies in its last byte."""
+def lying_unrar(real: str, lie: str, marker: str) -> str:
+    """A shell script: `real` unrar, except that every payload pass (`p`) after the first one
+    is piped through the shell stage `lie`."""
     return (
         "#!/bin/sh\n"
-        'if [ "$1" = p ]; then\n'
-        f'  "{real}" "$@" | python3 -c "{FLIP_LAST_BYTE}"\n'
-        "else\n"
-        f'  exec "{real}" "$@"\n'
+        f'if [ "$1" = p ] && [ -e "{marker}" ]; then\n'
+        f'  "{real}" "$@" | {lie}\n'
+        "  exit\n"
         "fi\n"
+        f'[ "$1" = p ] && touch "{marker}"\n'
+        f'exec "{real}" "$@"\n'
     )
 
 
 @pytest.mark.scenario("X04")
-def test_x04_stream_source_with_bad_crc_is_excluded(lab: Lab) -> None:
+@pytest.mark.parametrize("kind", ["crc-broken", "crc-kept"])
+def test_x04_stream_source_whose_bytes_lie_is_excluded(lab: Lab, kind: str) -> None:
     liar, honest = lab.stream_sources()
     unrar_of = lab.unrar_of
-    script = lying_unrar(lab.backend.unrar)
-    liar.write_executable(unrar_of(liar.name), script)
+    marker = unrar_of(liar.name) + ".listed"
+    if kind == "crc-kept":
+        forge = unrar_of(liar.name) + "-crcforge.py"
+        liar.write_executable(forge, Path(crcforge.__file__).read_text())
+        lie = f'python3 "{forge}"'
+    else:
+        lie = f'python3 -c "{FLIP_LAST_BYTE}"'
+    liar.write_executable(unrar_of(liar.name), lying_unrar(lab.backend.unrar, lie, marker))
     rc, out = honest.run("ln", "-s", lab.backend.unrar, unrar_of(honest.name))
     assert rc == 0, out
     archive = liar.process.path("cnctw/cnctw.eti")
-    rc, out = liar.run("python3", "-c", LIES_LAST, lab.backend.unrar, unrar_of(liar.name), archive)
-    assert (rc, out.strip()) == (0, b"True"), f"the liar's payload pass is off by one byte: {out!r}"
+    assert liar.run("touch", marker)[0] == 0
+    rc, out = liar.run("python3", "-c", LIES, lab.backend.unrar, unrar_of(liar.name), archive, kind)
+    assert (rc, out.strip()) == (0, b"True"), f"the liar's payload pass lies as {kind}: {out!r}"
+    assert liar.run("rm", marker)[0] == 0  # its next pass, the listing's, is honest
     expected = honest.rar_members(lab.backend.unrar, "cnctw/cnctw.eti")
     assert list(expected.files)[-1] == "data/cnctw-assets.dat"
     client = lab.peer("client")
@@ -66,13 +89,16 @@ def test_x04_stream_source_with_bad_crc_is_excluded(lab: Lab) -> None:
     assert [s["peer_addr"] for s in files["sources"]] == [liar.addr, honest.addr], "both valid"
     (excluded,) = client.events("download-source-excluded", since=start, until=end)
     assert (excluded["peer_addr"], excluded["code"]) == (liar.addr, "bad-chunk"), excluded
+    caught_by = "SHA-256" if kind == "crc-kept" else "size and CRC32"
+    assert caught_by in excluded["reason"], excluded
 
     at = client.index(excluded)
     before = client.events("download-chunk-finished", since=start, until=at)
     after = client.events("download-chunk-finished", since=at, until=end)
-    assert [(c["peer_addr"], c["path"]) for c in before] == [
-        (liar.addr, ".local.installing/bin/cnctw-payload.bin")
-    ], "the liar's intact first member was accepted, its corrupt last one never was"
+    accepted = [] if kind == "crc-kept" else [".local.installing/bin/cnctw-payload.bin"]
+    assert [(c["peer_addr"], c["path"]) for c in before] == [(liar.addr, p) for p in accepted], (
+        "only the liar's intact members were accepted, never a lying one"
+    )
     assert [(c["peer_addr"], c["path"]) for c in after] == [
         (honest.addr, f".local.installing/{p}") for p in expected.files
     ], "the honest source streamed the whole archive again"

@@ -7,6 +7,7 @@ paths that leave a game root, and arbitrary bytes and JSON values (hypothesis).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, get_args
 
@@ -308,7 +309,8 @@ def test_a_chunk_request_needs_its_type() -> None:
 
 
 def manifest(*entries: tuple[str, bool], archives: int = 1) -> dict[str, Any]:
-    listed = [{"path": p, "size": 0, "crc32": 0, "is_dir": d} for p, d in entries]
+    empty = hashlib.sha256(b"").hexdigest()
+    listed = [{"path": p, "size": 0, "crc32": 0, "is_dir": d, "sha256": empty} for p, d in entries]
     one = {"name": "a.eti", "solid": True, "entries": listed}
     return {"type": "stream-manifest", "game_id": "a", "archives": [one] * archives}
 

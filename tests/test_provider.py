@@ -8,6 +8,7 @@ sees on the wire when the provider fails, and what the source's operator sees in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import signal
@@ -19,8 +20,10 @@ from pathlib import Path
 import pytest
 import structlog
 
+from peer.budgets import Tally
 from peer.errors import PeerError
 from peer.protocol import (
+    EMPTY_SHA256,
     ArchiveEntry,
     ArchiveListing,
     EntryHeader,
@@ -28,8 +31,8 @@ from peer.protocol import (
     StreamEnd,
     decode_lane_reply,
 )
-from peer.transfer.lane import RateLimiter
-from peer.transfer.provider import list_archives, send_entries
+from peer.transfer.provider import ListingCache, send_entries
+from peer.transfer.upload import RateLimiter, progress_deadline
 
 UNRAR = shutil.which("unrar") or "unrar"
 LIMIT = 10.0  # seconds; a provider that hangs fails here
@@ -62,6 +65,11 @@ def make_archive(
     return root / name
 
 
+async def list_archives(root: Path, unrar: str = UNRAR) -> tuple[ArchiveListing, ...]:
+    """The listings a source answers `GetStream` with (digests from a real extraction)."""
+    return await ListingCache(unrar, Tally()).listings(root)
+
+
 def fake_unrar(tmp_path: Path, name: str, body: str) -> str:
     """A shell script standing in for `--unrar`; `$UNRAR` in `body` is the real one."""
     script = tmp_path / name
@@ -79,7 +87,10 @@ async def stream(root: Path, listings: tuple[ArchiveListing, ...], unrar: str) -
 
     async def provide() -> None:
         try:
-            await send_entries(writer, root, listings, unrar, RateLimiter(None))
+            async with progress_deadline(LIMIT) as progress:
+                await send_entries(
+                    writer, root, listings, unrar, RateLimiter(None), progress, Tally()
+                )
         finally:
             writer.close()
 
@@ -121,24 +132,63 @@ def root(tmp_path: Path) -> Path:
 # -- list_archives --------------------------------------------------------------------------------
 
 
-def test_listing_reports_solidity_and_folder_entries(tmp_path: Path) -> None:
+async def test_listing_reports_solidity_and_folder_entries(tmp_path: Path) -> None:
     root = tmp_path / "g"
     make_archive(root, "a.eti", {"x/f.txt": b"12345", "x/BOX": b"b"}, solid=True, dirs=("x/empty",))
     make_archive(root, "b.eti", {"g.txt": b"g"}, solid=False)
-    first, second = list_archives(root)
+    first, second = await list_archives(root)
     assert (first.name, first.solid, second.name, second.solid) == ("a.eti", True, "b.eti", False)
     by_path = {e.path: e for e in first.entries}
-    assert by_path["x/empty"] == ArchiveEntry(path="x/empty", size=0, crc32=0, is_dir=True)
+    assert by_path["x/empty"] == ArchiveEntry(
+        path="x/empty", size=0, crc32=0, is_dir=True, sha256=EMPTY_SHA256
+    )
     assert by_path["x/f.txt"].size == 5 and not by_path["x/f.txt"].is_dir
     assert by_path["x/BOX"].size == 1, "only a trailing / is cut from a name"
     assert not any(e.path.endswith("/") for e in first.entries), "folders carry no trailing /"
 
 
-def test_a_root_without_archives_is_not_servable(tmp_path: Path) -> None:
+async def test_listing_digests_are_of_the_extracted_bytes_and_cached(
+    root: Path, tmp_path: Path
+) -> None:
+    """Issue 17, class 1: each entry carries the SHA-256 of our own extraction, taken once per
+    archive file (like descriptors) and again only when the file changes."""
+    log = tmp_path / "passes.log"
+    unrar = fake_unrar(tmp_path, "counting", f'echo "$1" >> "{log}"\nexec "$UNRAR" "$@"')
+    cache = ListingCache(unrar, Tally())
+    (listing,) = await cache.listings(root)
+    assert {e.path: e.sha256 for e in listing.entries} == {
+        p: hashlib.sha256(d).hexdigest() for p, d in FILES.items()
+    }
+    assert await cache.listings(root) == (listing,)
+    assert log.read_text().split() == ["p"], "the second listing came from the cache"
+    make_archive(root.parent / "next", "cnctw.eti", {**FILES, "c.txt": b"changed"})
+    os.replace(root.parent / "next" / "cnctw.eti", root / "cnctw.eti")
+    (changed,) = await cache.listings(root)
+    assert {e.path: e.sha256 for e in changed.entries}["c.txt"] == hashlib.sha256(
+        b"changed"
+    ).hexdigest()
+    assert log.read_text().split() == ["p", "p"]
+
+
+async def test_a_listing_pass_that_misses_the_headers_is_not_servable(
+    root: Path, tmp_path: Path
+) -> None:
+    """An unrar whose bytes disagree with the archive's own CRC32s lists nothing."""
+    flip = (
+        "python3 -c 'import sys; d=sys.stdin.buffer.read(); "
+        "sys.stdout.buffer.write(d[:-1] + bytes([d[-1] ^ 1]))'"
+    )
+    unrar = fake_unrar(tmp_path, "flipping", f'"$UNRAR" "$@" | {flip}')
+    with pytest.raises(PeerError) as caught:
+        await list_archives(root, unrar)
+    assert caught.value.code == "not-servable" and "fails its CRC" in caught.value.message
+
+
+async def test_a_root_without_archives_is_not_servable(tmp_path: Path) -> None:
     (tmp_path / "g").mkdir()
     (tmp_path / "g" / "readme.txt").write_text("no archive here")
     with pytest.raises(PeerError) as caught:
-        list_archives(tmp_path / "g")
+        await list_archives(tmp_path / "g")
     assert caught.value.code == "not-servable"
     assert caught.value.message == "g has no archive to stream"
 
@@ -147,13 +197,13 @@ def test_a_root_without_archives_is_not_servable(tmp_path: Path) -> None:
 
 
 async def test_entries_follow_the_listing_and_end_the_stream(root: Path) -> None:
-    frames = await stream(root, list_archives(root), UNRAR)
+    frames = await stream(root, await list_archives(root), UNRAR)
     assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
 
 
 async def test_folder_entries_are_skipped_not_the_end(root: Path) -> None:
-    (listing,) = list_archives(root)
-    folder = ArchiveEntry(path="data", size=0, crc32=0, is_dir=True)
+    (listing,) = await list_archives(root)
+    folder = ArchiveEntry(path="data", size=0, crc32=0, is_dir=True, sha256=EMPTY_SHA256)
     with_folder = ArchiveListing(listing.name, listing.solid, (folder, *listing.entries))
     frames = await stream(root, (with_folder,), UNRAR)
     assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
@@ -165,12 +215,12 @@ async def test_a_relative_games_dir_that_looks_like_a_switch_still_streams(
     monkeypatch.chdir(root.parent.parent)
     os.rename("games", "-games")
     relative = Path("-games") / root.name
-    frames = await stream(relative, list_archives(relative), UNRAR)
+    frames = await stream(relative, await list_archives(relative), UNRAR)
     assert frames[-1] == ("end",) and len(frames) == len(FILES) + 1
 
 
 async def test_an_unrar_that_cannot_run_is_refused_with_its_reason(root: Path) -> None:
-    frames = await stream(root, list_archives(root), "/missing-unrar")
+    frames = await stream(root, await list_archives(root), "/missing-unrar")
     assert len(frames) == 1
     kind, code, message = frames[0]
     assert (kind, code) == ("error", "not-servable")
@@ -179,7 +229,7 @@ async def test_an_unrar_that_cannot_run_is_refused_with_its_reason(root: Path) -
 
 async def test_a_failing_unrar_is_refused_after_its_entries(root: Path, tmp_path: Path) -> None:
     unrar = fake_unrar(tmp_path, "exit-3", '"$UNRAR" "$@"\nexit 3')
-    frames = await stream(root, list_archives(root), unrar)
+    frames = await stream(root, await list_archives(root), unrar)
     assert frames == [
         *(("entry", p, d) for p, d in FILES.items()),
         ("error", "not-servable", f"{unrar} failed on cnctw.eti (exit 3)"),
@@ -188,7 +238,7 @@ async def test_a_failing_unrar_is_refused_after_its_entries(root: Path, tmp_path
 
 async def test_bytes_beyond_the_listing_are_refused(root: Path, tmp_path: Path) -> None:
     unrar = fake_unrar(tmp_path, "one-more", '"$UNRAR" "$@"\nprintf x')
-    frames = await stream(root, list_archives(root), unrar)
+    frames = await stream(root, await list_archives(root), unrar)
     assert frames[-1] == ("error", "not-servable", f"{unrar} failed on cnctw.eti (exit 0)")
     assert len(frames) == len(FILES) + 1
 
@@ -198,7 +248,7 @@ async def test_an_unrar_that_ends_early_cuts_the_entry_and_logs_why(
 ) -> None:
     unrar = fake_unrar(tmp_path, "short", "printf abc")
     with structlog.testing.capture_logs() as logs:
-        frames = await stream(root, list_archives(root), unrar)
+        frames = await stream(root, await list_archives(root), unrar)
     assert frames == [("short", "data/a.bin", b"abc")], "no reply can follow a cut entry"
     failed = [e for e in logs if e["event"] == "stream failed"]
     assert failed == [
@@ -217,7 +267,7 @@ async def test_unrar_messages_stay_out_of_the_peer_log(
 ) -> None:
     """The peer's stderr is its structlog JSON log: unrar's own chatter must not land there."""
     unrar = fake_unrar(tmp_path, "chatty", 'echo "UNRAR chatter" >&2\nexec "$UNRAR" "$@"')
-    frames = await stream(root, list_archives(root), unrar)
+    frames = await stream(root, await list_archives(root), unrar)
     assert frames[-1] == ("end",)
     assert "UNRAR chatter" not in capfd.readouterr().err
 
@@ -232,9 +282,13 @@ async def test_a_cancelled_stream_kills_the_whole_provider_group(
     ours, theirs = socket.socketpair()
     reader, their_writer = await asyncio.open_connection(sock=theirs)
     _, writer = await asyncio.open_connection(sock=ours)
-    task = asyncio.create_task(
-        send_entries(writer, root, list_archives(root), unrar, RateLimiter(None))
-    )
+    listings = await list_archives(root)
+
+    async def provide() -> None:
+        async with progress_deadline(LIMIT) as progress:
+            await send_entries(writer, root, listings, unrar, RateLimiter(None), progress, Tally())
+
+    task = asyncio.create_task(provide())
     async with asyncio.timeout(LIMIT):
         assert isinstance(decode_lane_reply(await reader.readline()), EntryHeader)
         assert await reader.readexactly(2) == b"ab"
@@ -270,7 +324,7 @@ async def test_unrar_never_reads_the_peers_stdin(root: Path, tmp_path: Path) -> 
     saved = os.dup(0)
     os.dup2(commands, 0)
     try:
-        frames = await stream(root, list_archives(root), unrar)
+        frames = await stream(root, await list_archives(root), unrar)
     finally:
         os.dup2(saved, 0)
         os.close(saved)
@@ -293,20 +347,27 @@ async def test_unrar_is_asked_for_the_file_data_alone(root: Path, tmp_path: Path
         'case " $* " in *" -inul "*|*" -INUL "*) ;; *) printf "UNRAR 3.93 freeware\\n" ;; esac\n'
         'exec "$UNRAR" "$@"',
     )
-    frames = await stream(root, list_archives(root), unrar)
+    frames = await stream(root, await list_archives(root), unrar)
     assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
 
 
 async def test_the_provider_logs_how_its_unrar_ended(root: Path, tmp_path: Path) -> None:
     """Operators (and S46) learn from the log that the provider was reaped, and how."""
+    listings = await list_archives(root)
     with structlog.testing.capture_logs() as clean:
-        await stream(root, list_archives(root), UNRAR)
+        await stream(root, listings, UNRAR)
     stopped = [e for e in clean if e["event"] == "provider stopped"]
     assert stopped == [
-        {"event": "provider stopped", "archive": "cnctw.eti", "exit_code": 0, "log_level": "info"}
+        {
+            "event": "provider stopped",
+            "archive": "cnctw.eti",
+            "purpose": "stream",
+            "exit_code": 0,
+            "log_level": "info",
+        }
     ]
     failing = fake_unrar(tmp_path, "fails", "exit 3")
     with structlog.testing.capture_logs() as failed:
-        await stream(root, list_archives(root), failing)
+        await stream(root, listings, failing)
     codes = [e["exit_code"] for e in failed if e["event"] == "provider stopped"]
     assert codes == [3]

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from nodes import CATALOG, Peer, Start, nodes_in, ready
 
+from harness import crcforge
+
 UNRAR = shutil.which("unrar") or "unrar"
 GAME = "cnctw"
 
@@ -60,6 +62,28 @@ def local_files(peer: Peer) -> dict[str, bytes]:
     return {str(p.relative_to(local)): p.read_bytes() for p in local.rglob("*") if p.is_file()}
 
 
+def after_listing(tmp_path: Path, name: str, stage: str) -> str:
+    """An `--unrar` whose first payload pass (the one the source's listing digests come from)
+    is honest and whose later passes are piped through the shell `stage`: a source that lists
+    its archive honestly, so the vote passes, and then streams something else."""
+    marker, script = tmp_path / f"{name}.listed", tmp_path / name
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = p ] && [ -e "{marker}" ]; then\n'
+        f'  "{UNRAR}" "$@" | {stage}\n'
+        "  exit\n"
+        "fi\n"
+        f'[ "$1" = p ] && touch "{marker}"\n'
+        f'exec "{UNRAR}" "$@"\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def set_unrar(peer: Peer, unrar: str) -> None:
+    peer.node.serving._listings.unrar = unrar
+
+
 def assert_rolled_back(peer: Peer) -> None:
     assert not (peer.games / GAME).exists(), sorted(os.listdir(peer.games / GAME))
 
@@ -102,18 +126,19 @@ async def test_a_streamed_install_lands_in_local_only(start: Start) -> None:
     assert "install-finished" not in client.names()[mark:]
 
 
-async def test_a_failed_source_is_rolled_back_and_the_next_one_streams(start: Start) -> None:
-    broken = await start("broken", unrar="/missing-unrar")
-    good = await start("good", unrar=UNRAR)
+async def test_a_failed_source_is_rolled_back_and_the_next_one_streams(
+    start: Start, tmp_path: Path
+) -> None:
+    broken, good = await start("broken"), await start("good")
     client = await start("client")
     for source in (broken, good):
         serve_cnctw(source)
         await ready(source)
     await ready(client)
-    first = min([broken, good], key=lambda p: p.node.addr)
-    if first is not broken:  # the retry order is address order: make the broken one first
-        broken.node.serving._unrar, good.node.serving._unrar = UNRAR, "/missing-unrar"
-        broken, good = good, broken
+    # The retry order is address order: the broken one goes first.
+    broken, good = sorted([broken, good], key=lambda p: p.node.addr)
+    set_unrar(broken, after_listing(tmp_path, "broken-unrar", "head -c 0"))
+    set_unrar(good, UNRAR)
     for source in (broken, good):
         await client.run("connect", addr=source.node.addr)
     await client.run("stream-install", game_id=GAME)
@@ -125,14 +150,15 @@ async def test_a_failed_source_is_rolled_back_and_the_next_one_streams(start: St
     assert local_files(client) == PAYLOAD
 
 
+FLIP_FIRST = (
+    "python3 -c 'import sys; d=sys.stdin.buffer.read(); "
+    "sys.stdout.buffer.write(bytes([d[0] ^ 1]) + d[1:])'"
+)
+
+
 async def test_bytes_that_miss_the_crc_exclude_the_source(start: Start, tmp_path: Path) -> None:
-    liar_unrar = tmp_path / "lying-unrar"
-    liar_unrar.write_text(
-        f'#!/bin/sh\n{UNRAR} "$@" | python3 -c \'import sys; d=sys.stdin.buffer.read(); '
-        "sys.stdout.buffer.write(bytes([d[0] ^ 1]) + d[1:])'\n"
-    )
-    liar_unrar.chmod(0o755)
-    liar, client = await start("liar", unrar=str(liar_unrar)), await start("client")
+    liar_unrar = after_listing(tmp_path, "lying-unrar", FLIP_FIRST)
+    liar, client = await start("liar", unrar=liar_unrar), await start("client")
     serve_cnctw(liar)
     await ready(liar)
     await ready(client)
@@ -144,6 +170,31 @@ async def test_bytes_that_miss_the_crc_exclude_the_source(start: Start, tmp_path
     assert excluded["code"] == "bad-chunk" and "CRC32" in excluded["reason"]
     assert "install-begin" not in client.names()
     assert_rolled_back(client)
+
+
+async def test_bytes_that_keep_every_crc_are_caught_by_the_digest(
+    start: Start, tmp_path: Path
+) -> None:
+    """Issue 17, class 1: a liar that lists honestly, sorts first and streams other bytes with
+    the same sizes and CRC32s is excluded on the voted SHA-256, and the stream is retried from
+    an honest source: the installed files are the honest bytes."""
+    liar, honest = await start("liar"), await start("honest")
+    client = await start("client")
+    for source in (liar, honest):
+        serve_cnctw(source)
+        await ready(source)
+    await ready(client)
+    liar, honest = sorted([liar, honest], key=lambda p: p.node.addr)  # the liar is tried first
+    set_unrar(liar, after_listing(tmp_path, "forging-unrar", f"python3 {crcforge.__file__}"))
+    set_unrar(honest, UNRAR)
+    for source in (liar, honest):
+        await client.run("connect", addr=source.node.addr)
+    await client.run("stream-install", game_id=GAME)
+    await client.wait("install-finished", game_id=GAME)
+    excluded = [e for e in client.events if e["event"] == "download-source-excluded"]
+    assert [(e["peer_addr"], e["code"]) for e in excluded] == [(liar.node.addr, "bad-chunk")]
+    assert "SHA-256" in excluded[0]["reason"], excluded
+    assert local_files(client) == PAYLOAD
 
 
 async def test_a_corrupt_archive_is_not_offered(start: Start) -> None:
@@ -162,13 +213,17 @@ async def test_a_corrupt_archive_is_not_offered(start: Start) -> None:
 
 
 def unrar_processes(archive: Path) -> list[int]:
+    """Processes that hold `archive` open (the provider hands unrar its own descriptor)."""
     found = []
     for pid in os.listdir("/proc"):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        if str(archive).encode() in cmdline and b"p" in cmdline:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            targets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+        except OSError:
+            continue
+        if str(archive) in targets:
             found.append(int(pid))
     return found
 
@@ -204,7 +259,11 @@ async def test_cancel_stops_the_stream_on_both_sides(start: Start) -> None:
 async def test_one_payload_pass_per_archive_in_sorted_order(start: Start, tmp_path: Path) -> None:
     log = tmp_path / "calls.log"
     wrapper = tmp_path / "logging-unrar"
-    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nexec "{UNRAR}" "$@"\n')
+    # The archive comes as the provider's own descriptor (/dev/fd/N): log the file it names.
+    wrapper.write_text(
+        f'#!/bin/sh\nfor a; do last=$a; done\necho "$1 $(readlink -f "$last")" >> "{log}"\n'
+        f'exec "{UNRAR}" "$@"\n'
+    )
     wrapper.chmod(0o755)
     source, client = await start("source", unrar=str(wrapper)), await start("client")
     root = source.games / GAME
@@ -220,7 +279,8 @@ async def test_one_payload_pass_per_archive_in_sorted_order(start: Start, tmp_pa
     order = ["order/first.txt", "order/tail.txt", "order/second.txt", "z.txt"]
     assert chunks == [f".local.installing/{p}" for p in order]
     passes = [line.split() for line in log.read_text().splitlines() if line.startswith("p ")]
-    assert [p[-1] for p in passes] == [str(root / "a-first.eti"), str(root / "b-second.eti")]
+    in_order = [str(root / "a-first.eti"), str(root / "b-second.eti")]
+    assert [p[-1] for p in passes] == in_order * 2, "one pass for the digests, one streaming"
 
 
 async def test_first_play_stamps_a_streamed_install(start: Start) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import zlib
 from collections.abc import AsyncGenerator, Callable
@@ -17,10 +18,12 @@ from typing import Any
 
 import pytest
 
+from harness import crcforge
 from peer.errors import PeerError
 from peer.events import Event
 from peer.paths import LOCAL_DIR, STAGING_DIR
 from peer.protocol import (
+    EMPTY_SHA256,
     ArchiveEntry,
     ArchiveListing,
     ChunkRequest,
@@ -49,11 +52,12 @@ FOLDER = "a/empty"
 
 
 def entry(path: str, data: bytes) -> ArchiveEntry:
-    return ArchiveEntry(path=path, size=len(data), crc32=zlib.crc32(data), is_dir=False)
+    digest = hashlib.sha256(data).hexdigest()
+    return ArchiveEntry(path, len(data), zlib.crc32(data), False, digest)
 
 
 ENTRIES = (
-    ArchiveEntry(path=FOLDER, size=0, crc32=0, is_dir=True),
+    ArchiveEntry(path=FOLDER, size=0, crc32=0, is_dir=True, sha256=EMPTY_SHA256),
     *(entry(p, d) for p, d in FILES.items()),
 )
 LISTING = (ArchiveListing("g1.eti", True, ENTRIES),)
@@ -288,6 +292,22 @@ async def test_bytes_that_miss_the_crc_exclude_the_source(games: Path) -> None:
         items,
         "bad-chunk",
         "a/b/deep.bin: bytes do not match the validated size and CRC32",
+    )
+
+
+async def test_bytes_that_keep_size_and_crc_but_not_the_digest_exclude_the_source(
+    games: Path,
+) -> None:
+    """A liar whose bytes match every validated size and CRC32 (forged: the first byte flipped,
+    four bytes recomputed) is excluded on the SHA-256, and the honest source's bytes land."""
+    forged = {path: crcforge.corrupt_keeping_crc(data) for path, data in FILES.items()}
+    deep = FILES["a/b/deep.bin"]
+    assert forged["a/b/deep.bin"] != deep and zlib.crc32(forged["a/b/deep.bin"]) == zlib.crc32(deep)
+    await assert_excluded(
+        games,
+        honest(forged),
+        "bad-chunk",
+        "a/b/deep.bin: bytes do not match the validated SHA-256",
     )
 
 

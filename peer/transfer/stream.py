@@ -1,17 +1,19 @@
 """The receiving side of a streamed install: a game's archives, extracted, straight into staging.
 
-The archive listings (names, sizes, CRC32 of every entry, in order) are asked of every
-catalog-version source and validated by plurality, as download descriptors are; a source whose
-listing disagrees is not used. Then one source streams every entry; each is written under
-`.local.installing/` with the path rules of downloads and checked against the validated size
-and CRC32. A failed attempt is rolled back and the whole stream is tried again from the next
-validated source (there is no byte-offset resume). Nothing of the archive or the root sentinel
-is ever written: the result is an install without a download (`LocalOnly`).
+The archive listings (names, sizes, CRC32 and SHA-256 of every entry, in order) are asked of
+every catalog-version source and validated by plurality, as download descriptors are; a source
+whose listing disagrees is not used. Then one source streams every entry; each is written under
+`.local.installing/` with the path rules of downloads and checked against the validated size,
+CRC32 and SHA-256 (a liar can forge CRC32, not the digest), all before `promote`. A failed
+attempt is rolled back and the whole stream is tried again from the next validated source
+(there is no byte-offset resume). Nothing of the archive or the root sentinel is ever written:
+the result is an install without a download (`LocalOnly`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import time
@@ -91,6 +93,7 @@ class _Receiver:
         self.fd = -1
         self.got = 0
         self.crc = 0
+        self.digest = hashlib.sha256()
 
     async def run(self, files: list[ArchiveEntry]) -> None:
         expected = iter(files)
@@ -119,7 +122,7 @@ class _Receiver:
             self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise LocalWriteError(f"{entry.path}: {exc}") from exc
-        self.entry, self.got, self.crc = entry, 0, 0
+        self.entry, self.got, self.crc, self.digest = entry, 0, 0, hashlib.sha256()
 
     def _write(self, data: bytes) -> None:
         entry = self.entry
@@ -130,6 +133,7 @@ class _Receiver:
         except OSError as exc:
             raise LocalWriteError(f"{entry.path}: {exc}") from exc
         self.crc = zlib.crc32(data, self.crc)
+        self.digest.update(data)
         self.got += len(data)
 
     def _finish_entry(self) -> None:
@@ -142,6 +146,8 @@ class _Receiver:
             raise PeerError(
                 "bad-chunk", f"{entry.path}: bytes do not match the validated size and CRC32"
             )
+        if self.digest.hexdigest() != entry.sha256:  # CRC32 is forgeable; the digest is not
+            raise PeerError("bad-chunk", f"{entry.path}: bytes do not match the validated SHA-256")
         path = f"{STAGING_DIR}/{entry.path}"
         source_event(
             self.ctx,
