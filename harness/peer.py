@@ -84,6 +84,8 @@ class PeerHandle:
         self.endings: list[Ending] = []  # each run of the process that has ended, in order
         self.expected_errors: set[str] = set()  # error-level log events the scenario causes
         self._killed = False  # this run was SIGKILLed by the lab
+        self._thawed = threading.Event()  # cleared while the lab holds the peer paused
+        self._thawed.set()
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -151,7 +153,7 @@ class PeerHandle:
     def write_executable(self, path: str, text: str) -> None:
         """Write an executable script at `path` in this peer's world (see Backend.scratch)."""
         self._act("write", path=path, bytes=len(text), executable=True)
-        rc, out = self.process.run(["python3", "-c", _WRITE_EXECUTABLE, path, text])
+        rc, out = self._exec(["python3", "-c", _WRITE_EXECUTABLE, path, text])
         assert rc == 0, f"cannot write {path} in {self.name}'s world: {out!r}"
 
     def expect_log(self, event: str, timeout: float = DEFAULT_TIMEOUT, **where: Any) -> Record:
@@ -417,23 +419,34 @@ class PeerHandle:
     def kill(self) -> None:
         self._act("kill")
         self._killed = True
-        self.process.kill()
+        self.process.kill()  # thaws a paused peer first
+        self._thawed.set()
         self._ended()
 
     def pause(self) -> None:
         """Freeze the whole peer, as a closed laptop lid does (`resume` thaws it)."""
         self._act("pause")
+        self._thawed.clear()
         self.process.pause()
 
     def resume(self) -> None:
         self._act("resume")
         self.process.resume()
+        self._thawed.set()
+
+    def _exec(self, argv: list[str]) -> tuple[int, bytes]:
+        """Run a command in the peer's world once it is not frozen: nobody reads a closed
+        laptop's disk, and an exec into a frozen container can wedge the engine until thawed."""
+        if not self._thawed.wait(timeout=DEFAULT_TIMEOUT * 2):
+            raise AssertionError(f"peer {self.name} stayed paused; cannot run {argv[:2]}")
+        return self.process.run(argv)
 
     def restart(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Kill if running, then start again with the same state dir and games root."""
         if not self.process.exited():
             self._killed = True
             self.process.kill()
+        self._thawed.set()
         self._ended()
         self._start("restart", timeout)
 
@@ -452,7 +465,8 @@ class PeerHandle:
         every run it had (health.py): the problems, each naming this peer, or []."""
         if self.runs() and not self.process.exited():
             self._act("sigterm")
-            status = self.process.terminate(grace)
+            status = self.process.terminate(grace)  # thaws a paused peer first
+            self._thawed.set()
             if status is None:
                 self.endings.append(Ending(None, False))
                 self._act("hung", grace_s=grace)
@@ -480,11 +494,11 @@ class PeerHandle:
     def run(self, *argv: str) -> tuple[int, bytes]:
         """Run a command in the peer's world; recorded, since it may change the peer's files."""
         self._act("run", argv=[a[:80] for a in argv[:8]])
-        return self.process.run(list(argv))
+        return self._exec(list(argv))
 
     def _look(self, *argv: str) -> tuple[int, bytes]:
         """Run a read-only command in the peer's world (not a lab action worth recording)."""
-        return self.process.run(list(argv))
+        return self._exec(list(argv))
 
     def exists(self, rel: str) -> bool:
         rc, _ = self._look("test", "-e", self.process.path(rel))
@@ -508,12 +522,12 @@ class PeerHandle:
             "open(p + '.tmp', 'wb').write(bytes.fromhex(sys.argv[2]))\n"
             "os.replace(p + '.tmp', p)\n"
         )
-        rc, out = self.process.run(["python3", "-c", script, path, data.hex()])
+        rc, out = self._exec(["python3", "-c", script, path, data.hex()])
         assert rc == 0, f"cannot write {path} on {self.name}: {out[-300:]!r}"
 
     def remove(self, rel: str) -> None:
         self._act("remove", path=rel)
-        rc, out = self.process.run(["rm", "-rf", self.process.path(rel)])
+        rc, out = self._exec(["rm", "-rf", self.process.path(rel)])
         assert rc == 0, f"cannot remove {rel} on {self.name}: {out[-300:]!r}"
 
     def forget(self, game_id: str, timeout: float = 30.0) -> None:

@@ -139,7 +139,7 @@ class Workload:
             source = rng.choice(self.sources)
             try:
                 if source.process.exited():
-                    continue
+                    continue  # (a paused source is waited for: its files can't change frozen)
                 if source.game(DROPPED) is None:
                     source.write(f"{DROPPED}/{DROPPED}.eti", b"dropped in by the nemesis run\n")
                     source.write(f"{DROPPED}/version.ini", f"{self.catalog[DROPPED]}\n".encode())

@@ -78,6 +78,9 @@ def _sweep(url: str, filters: dict[str, Any], older_than: dt.timedelta | None = 
     # when a concurrent run removes one in between.
     for c in client.containers.list(all=True, filters=filters, sparse=True):
         if old(c.attrs["Created"]):
+            if c.attrs.get("State") == "paused":  # a frozen peer (the nemesis) cannot be killed
+                with contextlib.suppress(docker.errors.APIError):
+                    c.unpause()
             with contextlib.suppress(docker.errors.APIError):
                 c.remove(force=True, v=True)
     for n in client.networks.list(filters=filters):
