@@ -205,3 +205,192 @@ def test_an_idle_source_steals_from_the_longest_waiting_queue() -> None:
     for busy in "abc":
         assert s.next_for(busy) is not None
     assert s.next_for("d") == one("b4", 10)
+
+
+# -- learned rates and the end game ----------------------------------------------------------------
+
+
+def one(path: str, length: int = 10) -> Chunk:
+    return Chunk(path, 0, length, H)
+
+
+def rated(s: Scheduler, source: str, bytes_per_s: float, seconds: float = 1.0) -> None:
+    """Feed `source` a rate: a chunk in flight that received `bytes_per_s * seconds` bytes."""
+    probe = Chunk(f"probe-{source}", 0, 10**12, H)
+    s.observe(source, seconds, {probe: int(bytes_per_s * seconds)})
+
+
+def test_a_rate_counts_only_after_the_window() -> None:
+    s = Scheduler(queues={"A": deque()}, total=0, window=0.5)
+    c = one("x", 100)
+    s.observe("A", 0.25, {c: 40})
+    assert s.rate("A") is None, "a quarter second says nothing yet"
+    s.observe("A", 0.25, {c: 50})
+    assert s.rate("A") == 100.0, "50 bytes in half a second; totals, not increments"
+    s.succeeded(c)
+    s.observe("A", 0.5, {c: 100})  # a late report of a chunk already done counts no bytes
+    assert s.rate("A") == 50.0
+
+
+def test_a_known_slow_source_is_not_handed_its_own_big_chunk() -> None:
+    big = [one(f"c{i}", 100) for i in range(3)]
+    s = Scheduler(queues={"fast": deque(), "slow": deque(big)}, total=3)
+    rated(s, "fast", 100.0)
+    rated(s, "slow", 2.0)
+    assert s.next_for("slow") is None, "50 s here, 1-3 s on the fast source"
+    assert list(s.queues["fast"]) == big and not s.queues["slow"], "the work moved, in order"
+    assert s.next_for("fast") == big[0]
+
+
+def test_a_slow_source_keeps_a_chunk_it_finishes_about_as_soon() -> None:
+    s = Scheduler(queues={"A": deque([one("a", 100)]), "B": deque()}, total=1)
+    rated(s, "A", 60.0)
+    rated(s, "B", 100.0)
+    assert s.next_for("A") == one("a", 100), "1.7 s against 1 s: within the margin of 2"
+
+
+def test_unknown_rates_keep_the_plan() -> None:
+    s = Scheduler(queues={"A": deque([one("a", 100)]), "B": deque()}, total=1)
+    rated(s, "B", 100.0)
+    assert s.next_for("A") == one("a", 100), "A's rate is unknown: it keeps its work"
+
+
+def test_a_known_slow_source_leaves_a_retried_chunk_to_a_faster_one() -> None:
+    s = Scheduler(queues={"fast": deque(), "slow": deque()}, total=1)
+    s.retry.append(one("r", 100))
+    rated(s, "fast", 100.0)
+    rated(s, "slow", 1.0)
+    assert s.next_for("slow") is None
+    assert s.next_for("fast") == one("r", 100)
+
+
+def test_a_slow_idle_source_does_not_steal_from_a_fast_busy_one() -> None:
+    s = Scheduler(queues={"fast": deque([one("f1"), one("f2")]), "slow": deque()}, total=2)
+    assert s.next_for("fast") == one("f1")
+    rated(s, "fast", 100.0)
+    rated(s, "slow", 1.0)
+    assert s.next_for("slow") is None, "10 s on the slow one; the fast one is done in 0.2 s"
+    assert list(s.queues["fast"]) == [one("f2")]
+
+
+def test_a_fast_idle_source_steals_from_a_slow_one_with_a_free_lane() -> None:
+    s = Scheduler(queues={"fast": deque(), "slow": deque([one("s1"), one("s2")])}, total=2)
+    s.depth = 2
+    assert s.next_for("slow") == one("s1")  # one lane busy, one free: not `busy`
+    rated(s, "fast", 100.0)
+    rated(s, "slow", 1.0)
+    assert s.next_for("fast") == one("s2"), "the slow source would take 20 s to get to it"
+
+
+def test_a_fast_source_steals_from_the_queue_that_waits_longest_in_seconds() -> None:
+    s = Scheduler(
+        queues={
+            "big": deque([one("b1"), one("b2"), one("b3"), one("b4")]),  # 40 bytes at 100/s
+            "slow": deque([one("s1"), one("s2")]),  # 20 bytes at 2/s
+            "idle": deque(),
+        },
+        total=6,
+    )
+    assert s.next_for("big") == one("b1") and s.next_for("slow") == one("s1")
+    rated(s, "big", 100.0)
+    rated(s, "slow", 2.0)
+    rated(s, "idle", 100.0)
+    assert s.next_for("idle") == one("s2"), "10 s of queue beats 0.3 s, though fewer bytes"
+
+
+def endgame_two(holder_rate: float | None = 1.0) -> tuple[Scheduler, Chunk, Chunk]:
+    """A and B each with one chunk in flight, nothing queued anywhere; B's rate known."""
+    a, b = one("a"), one("b")
+    s = Scheduler(queues={"A": deque([a]), "B": deque([b])}, total=2)
+    assert s.next_for("A") == a and s.next_for("B") == b
+    if holder_rate is not None:
+        rated(s, "B", holder_rate)
+    return s, a, b
+
+
+def test_an_idle_source_duplicates_a_chunk_in_flight_elsewhere() -> None:
+    s, a, b = endgame_two(holder_rate=None)
+    s.succeeded(a)
+    assert s.next_for("A") is None, "nothing queued, nothing to steal"
+    assert s.endgame_for("A") is None, "B has just begun: it may be about to finish"
+    rated(s, "B", 1.0)
+    assert s.endgame_for("A") == b, "known now, and A's rate unknown counts as sooner"
+    assert s.duplicates == {b: "A"} and s.holder(b) == "B"
+    assert s.busy("A"), "the duplicate holds A's lane"
+    assert s.attempts[b] == 2
+    s.succeeded(b)
+    assert s.finished and not s.duplicates and not s.in_flight
+
+
+def test_at_most_one_duplicate_per_chunk() -> None:
+    b = one("b")
+    s = Scheduler(queues={"A": deque(), "B": deque([b]), "C": deque()}, total=1)
+    assert s.next_for("B") == b
+    rated(s, "B", 0.0)  # a stalled holder
+    assert s.endgame_for("A") == b
+    assert s.endgame_for("C") is None, "b has its duplicate already"
+    assert s.endgame_for("B") is None, "never a duplicate of one's own chunk"
+
+
+def test_no_end_game_while_work_is_queued_or_retried() -> None:
+    s, a, b = endgame_two()
+    s.queues["B"].append(one("b2"))
+    assert s.endgame_for("A") is None, "B's queued chunk is work to steal, not to duplicate"
+    s.queues["B"].clear()
+    s.retry.append(one("r"))
+    assert s.endgame_for("A") is None, "a retry is work too"
+    s.retry.clear()
+    assert s.endgame_for("A") is None, "A's own lane is still busy with a"
+    s.succeeded(a)
+    assert s.endgame_for("A") == b
+
+
+def test_a_dead_source_gets_no_duplicate() -> None:
+    s, a, _b = endgame_two()
+    s.failed(a, "A")
+    s.retry.clear()
+    assert s.endgame_for("A") is None
+
+
+def test_no_duplicate_when_the_holder_is_known_to_finish_first() -> None:
+    s, a, b = endgame_two()
+    s.succeeded(a)
+    rated(s, "A", 10.0)
+    rated(s, "B", 10.0)
+    s.observe("B", 0.0, {b: 9})  # one byte left on B: 0.1 s; the whole chunk on A: 1 s
+    assert s.endgame_for("A") is None
+    s.observe("B", 0.0, {b: 9})
+    rated(s, "B", 0.0, seconds=100.0)  # B stalls: its rate falls below a byte a second
+    assert s.endgame_for("A") == b
+
+
+def test_the_slowest_holder_is_raced_first() -> None:
+    b, c = one("b"), one("c")
+    s = Scheduler(queues={"A": deque(), "B": deque([b]), "C": deque([c])}, total=2)
+    assert s.next_for("B") == b and s.next_for("C") == c
+    rated(s, "A", 100.0)
+    rated(s, "B", 5.0)
+    rated(s, "C", 1.0)
+    assert s.endgame_for("A") == c
+
+
+def test_a_failed_duplicate_leaves_the_chunk_with_its_holder() -> None:
+    s, a, b = endgame_two()
+    s.succeeded(a)
+    assert s.endgame_for("A") == b
+    s.failed(b, "A")
+    assert "A" in s.dead and s.in_flight == {b: "B"} and not s.duplicates
+    assert not s.retry, "b is still in flight on B: not retried"
+    s.succeeded(b)
+    assert s.finished
+
+
+def test_a_failed_holder_leaves_the_chunk_with_its_duplicate() -> None:
+    s, a, b = endgame_two()
+    s.succeeded(a)
+    assert s.endgame_for("A") == b
+    s.failed(b, "B")
+    assert s.in_flight == {b: "A"} and not s.duplicates and not s.retry
+    assert s.next_for("A") is None and s.endgame_for("A") is None
+    s.succeeded(b)
+    assert s.finished and not s.stranded
