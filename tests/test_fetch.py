@@ -21,7 +21,7 @@ import pytest
 
 from peer.errors import PeerError
 from peer.events import Event
-from peer.paths import PROGRESS, SCRATCH_DIR
+from peer.paths import PROGRESS, SCRATCH_DIR, check_relative_path
 from peer.protocol import (
     ChunkRequest,
     EntryHeader,
@@ -1399,3 +1399,30 @@ async def test_a_holder_that_dies_leaves_its_chunk_to_the_duplicate(
     assert slow.first is not None
     asked = ctx.lane.asked("fast")
     assert asked.count((slow.first[0], slow.first[1], CHUNK)) == 1, "not fetched a third time"
+
+
+async def test_a_scratch_folder_left_by_a_crash_is_cleared_and_never_served(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    root = games / GAME
+    (root / SCRATCH_DIR).mkdir(parents=True)
+    (root / SCRATCH_DIR / "0").write_bytes(pattern(CHUNK, seed=7))
+    with pytest.raises(PeerError) as err:
+        check_relative_path(f"{SCRATCH_DIR}/0")
+    assert err.value.code == "bad-path", "a reserved name: never asked for, never served"
+
+    left_at_begin: list[bool] = []
+
+    def at_begin() -> None:
+        if ctx.events[-1][0] == "download-begin":
+            left_at_begin.append((root / SCRATCH_DIR).exists())
+
+    ctx.checks.append(at_begin)
+    await download(ctx, games, [ctx.add("a", src)])
+
+    assert left_at_begin == [False], "cleared when the root was prepared, before any chunk"
+    assert not (root / SCRATCH_DIR).exists()
+    assert digests(root) == digests(src)
+    assert SCRATCH_DIR not in {
+        f.path.split("/")[0] for f in DescriptorCache().describe(root, CHUNK)
+    }
