@@ -234,6 +234,7 @@ def test_the_lab_records_its_own_actions_on_the_timeline() -> None:
         ("remove", "source"),
         ("run", "source"),
         ("kill", "source"),
+        ("exited", "source"),  # how the killed run ended, noted when it is restarted
         ("restart", "source"),
         ("throttle", "source"),  # a restart keeps the peer's flags
         ("failed", None),

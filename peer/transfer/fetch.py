@@ -1,9 +1,12 @@
 """Fetching a game root from several peers at once.
 
 The plan (who fetches what) comes from `transfer.plan`; this module only moves bytes: it asks
-every source for its descriptors, pulls each chunk's slices from the lane, writes and hashes
-them itself, and commits the root `version.ini` last, by atomic rename, so an interrupted
-download never looks complete.
+every source for its descriptors (`transfer.sources`), pulls each chunk's slices from the lane,
+writes and hashes them itself, and commits the root `version.ini` last, by atomic rename, so an
+interrupted download never looks complete. It reports what each source's chunks have received
+to the planner, which learns their rates from it; in the end game a chunk may be fetched by two
+sources at once, the duplicate into a scratch file, and `transfer.copies` decides which copy
+wins.
 """
 
 from __future__ import annotations
