@@ -394,3 +394,156 @@ def test_a_failed_holder_leaves_the_chunk_with_its_duplicate() -> None:
     assert s.next_for("A") is None and s.endgame_for("A") is None
     s.succeeded(b)
     assert s.finished and not s.stranded
+
+
+# -- the arithmetic behind the rates, at its edges --------------------------------------------
+
+
+def test_load_is_what_is_queued_and_what_each_copy_in_flight_still_lacks() -> None:
+    a1, d, b1, q = one("a1"), one("d"), one("b1"), one("q")
+    s = Scheduler(queues={"A": deque([a1, q]), "B": deque([b1])}, total=4)
+    assert s.next_for("A") == a1 and s.next_for("B") == b1
+    s.duplicates[d] = "A"
+    s.duplicates[one("e")] = "B"  # B's duplicate is B's load, not A's
+    s.observe("A", 0.0, {a1: 4, d: 10})  # d wholly received: it lacks nothing, not 1 byte
+    assert s.load("A") == 10 + 6 + 0, "q queued, 6 bytes of a1, nothing of d"
+    assert s.load("B") == 20, "b1 and e received nothing yet: all of them"
+    s.observe("A", 1.0, {})
+    assert s.eta("A") == 16 / 14.0, "14 bytes received in 1 s busy"
+
+
+def test_a_stalled_source_never_finishes_and_a_trickle_does() -> None:
+    s = Scheduler(queues={"A": deque([one("a")]), "B": deque([one("b")])}, total=2)
+    s.observe("A", 1.0, {})
+    assert s.rate("A") == 0.0 and s.eta("A") == float("inf")
+    s.observe("B", 20.0, {one("x", 100): 10})  # half a byte a second: slow, not stalled
+    assert s.eta("B") == 20.0
+
+
+def test_a_report_of_a_finished_chunk_does_not_hide_the_others() -> None:
+    done, live = one("done"), one("live", 100)
+    s = Scheduler(queues={"A": deque()}, total=2)
+    s.succeeded(done)
+    s.observe("A", 1.0, {done: 10, live: 30})
+    assert s.rate("A") == 30.0
+
+
+def test_success_forgets_that_chunk_s_copies_only() -> None:
+    a, b = one("a"), one("b")
+    s = Scheduler(queues={"A": deque(), "B": deque()}, total=2)
+    s.observe("A", 0.0, {a: 3})
+    s.observe("B", 0.0, {a: 2, b: 5})
+    s.succeeded(a)
+    assert s.received == {(b, "B"): 5}
+
+
+def test_exactly_twice_as_fast_is_not_enough_to_move_a_chunk() -> None:
+    c = one("c", 100)
+    s = Scheduler(queues={"A": deque([c]), "B": deque()}, total=1)
+    rated(s, "A", 50.0)  # 2 s here
+    rated(s, "B", 100.0)  # 1 s there: twice as soon, not more
+    assert s.next_for("A") == c
+
+
+def test_a_moved_chunk_goes_to_the_first_of_the_fastest_known_sources() -> None:
+    c = one("c", 100)
+    s = Scheduler(
+        queues={"slow": deque([c]), "new": deque(), "F1": deque(), "F2": deque()}, total=1
+    )
+    rated(s, "slow", 1.0)
+    rated(s, "F1", 100.0)
+    rated(s, "F2", 100.0)
+    assert s.next_for("slow") is None
+    assert list(s.queues["F1"]) == [c], "'new' has no rate yet; F1 and F2 tie: the first"
+
+
+def test_without_both_rates_stealing_needs_a_busy_donor() -> None:
+    s = Scheduler(queues={"A": deque(), "B": deque([one("b1"), one("b2")])}, total=2, depth=2)
+    assert s.next_for("B") == one("b1")
+    rated(s, "A", 100.0)  # B's rate is unknown, and B has a lane free
+    assert s.next_for("A") is None
+
+
+def test_no_steal_when_it_would_finish_no_sooner() -> None:
+    s = Scheduler(queues={"A": deque(), "B": deque([one("b1")])}, total=1, depth=2)
+    rated(s, "A", 10.0)
+    rated(s, "B", 10.0)
+    assert s.next_for("A") is None, "1 s on A, 1 s on B: the same, so B keeps it"
+
+
+def test_a_stalled_donor_waits_longest_and_a_trickling_one_by_its_seconds() -> None:
+    s = Scheduler(
+        queues={
+            "stalled": deque([one("s0"), one("s1")]),
+            "trickle": deque([one("t0"), one("t1")]),
+            "steady": deque([one("q0"), one("q1"), one("q2"), one("q3")]),
+            "idle": deque(),
+        },
+        total=8,
+    )
+    for busy in ("stalled", "trickle", "steady"):
+        assert s.next_for(busy) is not None
+    rated(s, "stalled", 0.0)
+    rated(s, "trickle", 0.5, seconds=100.0)  # 10 queued bytes: 20 s
+    rated(s, "steady", 1.25, seconds=100.0)  # 30 queued bytes: 24 s
+    rated(s, "idle", 1000.0)
+    assert s.next_for("idle") == one("s1"), "a stalled queue never drains"
+    assert s.next_for("idle") == one("q3"), "24 s of queue before 20 s, at under 2 bytes/s"
+    assert s.next_for("idle") == one("t1"), "20 s before 16 s"
+
+
+def test_a_duplicate_holds_one_lane_not_two() -> None:
+    s = Scheduler(queues={"A": deque(), "B": deque([one("b")])}, total=1, depth=2)
+    assert s.next_for("B") == one("b")
+    rated(s, "B", 1.0)
+    assert s.endgame_for("A") == one("b")
+    assert not s.busy("A"), "one of A's two lanes is still free"
+
+
+def endgame_three(**holders: float | None) -> tuple[Scheduler, list[Chunk]]:
+    """Idle A; each named holder with one chunk in flight, in order, and its rate if given."""
+    chunks = [one(f"{h}-chunk") for h in holders]
+    queues: dict[str, deque[Chunk]] = {"A": deque()}
+    queues |= {h: deque([c]) for h, c in zip(holders, chunks, strict=True)}
+    s = Scheduler(queues=queues, total=len(chunks))
+    for holder, rate in holders.items():
+        assert s.next_for(holder) is not None
+        if rate is not None:
+            rated(s, holder, rate)
+    return s, chunks
+
+
+def test_the_end_game_looks_past_a_chunk_it_may_not_race() -> None:
+    s, (b, c) = endgame_three(B=1.0, C=1.0)
+    s.duplicates[b] = "X"
+    assert s.endgame_for("A") == c, "b has its duplicate: c is next"
+    s, (b, c) = endgame_three(B=None, C=1.0)
+    assert s.endgame_for("A") == c, "B's rate is unknown: c is next"
+    s, (b, c) = endgame_three(B=100.0, C=1.0)
+    rated(s, "A", 20.0)
+    assert s.endgame_for("A") == c, "B finishes b in 0.1 s, before A could: c is next"
+
+
+def test_holders_equally_slow_are_raced_in_order() -> None:
+    s, (b, _c) = endgame_three(B=1.0, C=1.0)
+    assert s.endgame_for("A") == b
+
+
+def test_no_duplicate_when_the_holder_finishes_just_as_soon() -> None:
+    s, (_b,) = endgame_three(B=10.0)
+    rated(s, "A", 10.0)
+    assert s.endgame_for("A") is None, "1 s either way: a duplicate would only cost bytes"
+
+
+def test_a_holder_that_received_nothing_still_owes_the_whole_chunk() -> None:
+    s, (b,) = endgame_three(B=10.0)  # b: 10 bytes at 10/s, 1 s
+    rated(s, "A", 10.0 / 0.95, seconds=100.0)  # 0.95 s on A
+    assert s.endgame_for("A") == b
+
+
+def test_a_retried_chunk_counts_its_second_attempt() -> None:
+    s = Scheduler(queues={"A": deque([one("a")]), "B": deque()}, total=1)
+    assert s.next_for("A") == one("a")
+    s.failed(one("a"), "A")
+    assert s.next_for("B") == one("a")
+    assert s.attempts[one("a")] == 2
