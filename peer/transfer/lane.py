@@ -168,6 +168,8 @@ async def _send_range(
         while sent < length:
             piece = min(slice_size, length - sent)
             await limiter.acquire(piece)
+            if writer.transport.is_closing():
+                return  # the asker went away: a copy that lost the end game, or a crash
             n = await loop.sendfile(writer.transport, f, offset + sent, piece)
             if n == 0:
                 break
