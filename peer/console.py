@@ -32,7 +32,7 @@ from peer.operations import (
 )
 from peer.paths import LOCAL_DIR
 from peer.settings import Settings
-from peer.transfer.fetch import FetchContext, FetchSettings, Source
+from peer.transfer.sources import FetchContext, FetchSettings, Source
 from peer.unpack import Unpacker
 
 

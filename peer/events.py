@@ -26,6 +26,7 @@ Event = Literal[
     "download-begin",
     "download-chunk-finished",
     "download-chunk-failed",
+    "download-chunk-duplicated",
     "download-source-skipped",
     "download-source-excluded",
     "download-progress",

@@ -17,7 +17,8 @@ from peer.launch import MARKER
 from peer.operations import INSTALLING, Job, Operation
 from peer.output import Emit
 from peer.paths import LOCAL_DIR
-from peer.transfer.fetch import FetchContext, FetchSettings, Source, download_game
+from peer.transfer.fetch import download_game
+from peer.transfer.sources import FetchContext, FetchSettings, Source
 from peer.transfer.stream import discard_staging, promote, stream_game
 from peer.unpack import Unpacker
 

@@ -18,11 +18,21 @@ STAGING_DIR = ".local.installing"
 BACKUP_DIR = ".local.backup"
 OWNED_MARKER = ".lanspread_owned"
 PROGRESS = ".lanpeer-progress"  # a download's verified chunks, for resuming it (transfer.resume)
+SCRATCH_DIR = ".lanpeer-endgame"  # end-game duplicates land here, never in the game's files
 ARCHIVE_SUFFIX = ".eti"
 
 # Names inside a game root that belong to the peer's own bookkeeping and are never transferred.
 RESERVED_ROOT_NAMES = frozenset(
-    {LOCAL_DIR, STAGING_DIR, BACKUP_DIR, SENTINEL_TMP, PROGRESS, ".lanspread.json", ".lanspread"}
+    {
+        LOCAL_DIR,
+        STAGING_DIR,
+        BACKUP_DIR,
+        SENTINEL_TMP,
+        PROGRESS,
+        SCRATCH_DIR,
+        ".lanspread.json",
+        ".lanspread",
+    }
 )
 
 # `\Z`, not `$`: `$` also matches before a trailing newline.

@@ -22,7 +22,7 @@ import pytest
 
 from peer.errors import PeerError
 from peer.events import Event
-from peer.paths import PROGRESS
+from peer.paths import PROGRESS, SCRATCH_DIR, check_relative_path
 from peer.protocol import (
     ChunkRequest,
     EntryHeader,
@@ -34,12 +34,16 @@ from peer.protocol import (
     StreamRequest,
 )
 from peer.transfer import disk, fetch
-from peer.transfer.fetch import FetchSettings, Source, download_game
+from peer.transfer.fetch import download_game
 from peer.transfer.lane import ChunkSink
 from peer.transfer.plan import chunks_of
 from peer.transfer.serve import DescriptorCache
+from peer.transfer.sources import FetchSettings, Source
 
 GAME = "g1"
+# For the end game's tests: rates count from the first report and an idle source looks again
+# often, so a source that never sends a byte has rate 0 as soon as it was asked.
+ENDGAME = {"rate_window": 0.0, "replan_interval": 0.01}
 VERSION = "20250101"
 CHUNK = 8
 PORT = 7000
@@ -225,9 +229,10 @@ def finished_at(path: str, offset: int) -> Predicate:
 
 
 async def download(
-    ctx: FakeContext, games: Path, sources: list[Source], depth: int = 1
+    ctx: FakeContext, games: Path, sources: list[Source], depth: int = 1, *, endgame: bool = False
 ) -> dict[str, Any]:
-    settings = FetchSettings(chunk_size=CHUNK, depth=depth, progress_interval=3600.0)
+    tuning = ENDGAME if endgame else {}
+    settings = FetchSettings(chunk_size=CHUNK, depth=depth, progress_interval=3600.0, **tuning)
     async with asyncio.timeout(LIMIT):
         return await download_game(ctx, settings, games, GAME, VERSION, sources)
 
@@ -1205,3 +1210,229 @@ async def test_a_chunk_that_cannot_be_synced_is_write_failed_naming_its_file(
     assert err.code == "write-failed"
     assert "data.bin" in err.message and os.strerror(errno.EIO) in err.message
     assert ctx.named("download-source-excluded") == [], "our disk, not the source's fault"
+
+
+# -- the end game ---------------------------------------------------------------------------------
+
+
+class Holder:
+    """A source whose first chunk waits for `gate` (None: for ever), then is `then`'s; a
+    cancel takes a few turns of the loop to stop (a lane thread finishing its slice), and
+    `stopped` says whether that is over."""
+
+    def __init__(
+        self, root: Path, gate: asyncio.Event | None = None, then: Behaviour | None = None
+    ):
+        self.root, self.gate, self.then = root, gate or asyncio.Event(), then or honest(root)
+        self.first: tuple[str, int] | None = None
+        self.cancelled = self.stopped = False
+
+    def __call__(self, request: ChunkRequest) -> AsyncIterator[bytes]:
+        if self.first is not None:
+            return honest(self.root)(request)
+        self.first = (request.path, request.offset)
+        return self.hold(request)
+
+    async def hold(self, request: ChunkRequest) -> AsyncIterator[bytes]:
+        try:
+            await self.gate.wait()
+            async for piece in self.then(request):
+                yield piece
+        except asyncio.CancelledError:
+            self.cancelled = True
+            for _ in range(5):
+                await asyncio.sleep(0)
+            raise
+        finally:
+            self.stopped = True
+
+
+def lies_on(root: Path, holder: Holder) -> Behaviour:
+    """Honest, except for the chunk `holder` holds: that one comes back with every byte wrong."""
+
+    def serve(request: ChunkRequest) -> AsyncIterator[bytes]:
+        if (request.path, request.offset) == holder.first:
+            return liar(root)(request)
+        return honest(root)(request)
+
+    return serve
+
+
+def region(root: Path, path: str, offset: int) -> bytes:
+    return read_range(root, path, offset, CHUNK)
+
+
+async def test_a_fast_idle_source_finishes_the_chunk_a_slow_source_holds(
+    ctx: FakeContext, games: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = games / GAME
+    slow = Holder(src)  # never sends a byte of its first chunk
+    copied_after_stop: list[bool] = []
+    real_copy = disk.copy_verified
+
+    def copy(scratch: int, target: int, chunk: Any) -> None:
+        copied_after_stop.append(slow.stopped)
+        real_copy(scratch, target, chunk)
+
+    monkeypatch.setattr(fetch, "copy_verified", copy)
+    ctx.checks.append(record_names_only_verified_chunks(root, src))
+    fast_source, slow_source = ctx.add("fast", src), ctx.add("slow", src, slow)
+
+    figures = await download(ctx, games, [fast_source, slow_source], endgame=True)
+
+    assert digests(root) == digests(src)
+    assert slow.first is not None and ctx.lane.asked("slow") == [(*slow.first, CHUNK)]
+    [dup] = ctx.named("download-chunk-duplicated")
+    assert (dup["peer_id"], dup["path"], dup["offset"]) == ("id-fast", *slow.first)
+    assert (dup["holder_id"], dup["holder_addr"], dup["holder_bytes_per_s"]) == (
+        "id-slow",
+        "slow:4000",
+        0,
+    )
+    held = [
+        d for d in ctx.named("download-chunk-finished") if (d["path"], d["offset"]) == slow.first
+    ]
+    assert [(d["peer_id"], d["duplicate"]) for d in held] == [("id-fast", True)]
+    others = [d for d in ctx.named("download-chunk-finished") if d not in held]
+    assert others and not any(d["duplicate"] for d in others)
+    assert slow.cancelled and copied_after_stop == [True], "the holder stopped before the copy"
+    assert figures["bytes_per_source"] == {"fast:4000": figures["bytes"], "slow:4000": 0}
+    assert ctx.named("download-chunk-failed") == [] and ctx.named("download-source-excluded") == []
+    assert not (root / SCRATCH_DIR).exists()
+    assert not (root / PROGRESS).exists()
+
+
+async def test_a_lying_duplicate_never_touches_the_chunk_in_place(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    root = games / GAME
+    failed = ctx.when(lambda event, _f: event == "download-chunk-failed")
+    slow = Holder(src, gate=failed)  # honest, but only once the duplicate has been refused
+    trashed: list[str] = []
+
+    def held_region_is_never_the_liars() -> None:
+        if slow.first is None or not (root / slow.first[0]).exists():
+            return
+        good, now = region(src, *slow.first), region(root, *slow.first)
+        if any(b not in (0, g) for b, g in zip(now, good, strict=True)):
+            trashed.append(ctx.events[-1][0])
+
+    ctx.checks.append(held_region_is_never_the_liars)
+    ctx.checks.append(record_names_only_verified_chunks(root, src))
+    lying_source, slow_source = (
+        ctx.add("lying", src, lies_on(src, slow)),
+        ctx.add("slow", src, slow),
+    )
+
+    figures = await download(ctx, games, [lying_source, slow_source], endgame=True)
+
+    assert trashed == [], f"the liar's bytes reached the game file (seen at {trashed})"
+    assert digests(root) == digests(src)
+    assert slow.first is not None
+    [dup] = ctx.named("download-chunk-duplicated")
+    assert (dup["peer_id"], dup["path"], dup["offset"]) == ("id-lying", *slow.first)
+    [failure] = ctx.named("download-chunk-failed")
+    assert (failure["peer_id"], failure["code"]) == ("id-lying", "bad-chunk")
+    [excluded] = ctx.named("download-source-excluded")
+    assert excluded["peer_id"] == "id-lying", "a lying duplicate is a lying source"
+    held = [
+        d for d in ctx.named("download-chunk-finished") if (d["path"], d["offset"]) == slow.first
+    ]
+    assert [(d["peer_id"], d["duplicate"]) for d in held] == [("id-slow", False)]
+    assert figures["bytes_per_source"]["slow:4000"] == CHUNK
+    assert not (root / SCRATCH_DIR).exists()
+
+
+async def test_the_holder_finishing_first_cancels_the_duplicate(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    root = games / GAME
+    duplicated = ctx.when(lambda event, _f: event == "download-chunk-duplicated")
+    slow = Holder(src, gate=duplicated)
+    copy = Holder(src)  # the duplicate's request never sends a byte
+    scratch_left: list[list[str]] = []
+
+    def fast(request: ChunkRequest) -> AsyncIterator[bytes]:
+        if (request.path, request.offset) == slow.first:
+            return copy(request)
+        return honest(src)(request)
+
+    def scratch_gone_when_the_holder_wins() -> None:
+        event, fields = ctx.events[-1]
+        if event == "download-chunk-finished" and (fields["path"], fields["offset"]) == slow.first:
+            where = root / SCRATCH_DIR
+            scratch_left.append(sorted(os.listdir(where)) if where.exists() else [])
+
+    ctx.checks.append(scratch_gone_when_the_holder_wins)
+    fast_source, slow_source = ctx.add("fast", src, fast), ctx.add("slow", src, slow)
+
+    figures = await download(ctx, games, [fast_source, slow_source], endgame=True)
+
+    assert digests(root) == digests(src)
+    assert slow.first is not None and copy.first == slow.first
+    held = [
+        d for d in ctx.named("download-chunk-finished") if (d["path"], d["offset"]) == slow.first
+    ]
+    assert [(d["peer_id"], d["duplicate"]) for d in held] == [("id-slow", False)]
+    assert copy.cancelled and copy.stopped, "the losing duplicate was cancelled"
+    assert scratch_left == [[]], "the duplicate's scratch file outlived its loss"
+    assert figures["bytes_per_source"]["slow:4000"] == CHUNK
+    assert ctx.named("download-chunk-failed") == [] and ctx.named("download-source-excluded") == []
+
+
+async def test_a_holder_that_dies_leaves_its_chunk_to_the_duplicate(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    root = games / GAME
+    duplicated = ctx.when(lambda event, _f: event == "download-chunk-duplicated")
+    slow = Holder(src, gate=duplicated, then=dying(src))
+    copy_gate = ctx.when(lambda event, _f: event == "download-chunk-failed")
+    copy = Holder(src, gate=copy_gate)  # the duplicate goes on once the holder has failed
+
+    def fast(request: ChunkRequest) -> AsyncIterator[bytes]:
+        if (request.path, request.offset) == slow.first:
+            return copy(request)
+        return honest(src)(request)
+
+    ctx.checks.append(record_names_only_verified_chunks(root, src))
+    fast_source, slow_source = ctx.add("fast", src, fast), ctx.add("slow", src, slow)
+
+    await download(ctx, games, [fast_source, slow_source], endgame=True)
+
+    assert digests(root) == digests(src)
+    [failure] = ctx.named("download-chunk-failed")
+    assert (failure["peer_id"], failure["code"]) == ("id-slow", "peer-unreachable")
+    held = [
+        d for d in ctx.named("download-chunk-finished") if (d["path"], d["offset"]) == slow.first
+    ]
+    assert [(d["peer_id"], d["duplicate"]) for d in held] == [("id-fast", True)]
+    assert slow.first is not None
+    asked = ctx.lane.asked("fast")
+    assert asked.count((slow.first[0], slow.first[1], CHUNK)) == 1, "not fetched a third time"
+
+
+async def test_a_scratch_folder_left_by_a_crash_is_cleared_and_never_served(
+    ctx: FakeContext, games: Path, src: Path
+) -> None:
+    root = games / GAME
+    (root / SCRATCH_DIR).mkdir(parents=True)
+    (root / SCRATCH_DIR / "0").write_bytes(pattern(CHUNK, seed=7))
+    with pytest.raises(PeerError) as err:
+        check_relative_path(f"{SCRATCH_DIR}/0")
+    assert err.value.code == "bad-path", "a reserved name: never asked for, never served"
+
+    left_at_begin: list[bool] = []
+
+    def at_begin() -> None:
+        if ctx.events[-1][0] == "download-begin":
+            left_at_begin.append((root / SCRATCH_DIR).exists())
+
+    ctx.checks.append(at_begin)
+    await download(ctx, games, [ctx.add("a", src)])
+
+    assert left_at_begin == [False], "cleared when the root was prepared, before any chunk"
+    assert not (root / SCRATCH_DIR).exists()
+    assert digests(root) == digests(src)
+    assert SCRATCH_DIR not in {
+        f.path.split("/")[0] for f in DescriptorCache().describe(root, CHUNK)
+    }

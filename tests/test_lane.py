@@ -12,6 +12,7 @@ import contextlib
 import json
 import random
 import socket
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 import structlog
 
 from peer.blocking import in_thread
-from peer.budgets import Budgets, Tally
+from peer.budgets import BUDGETS, Budgets, Tally
 from peer.errors import PeerError
 from peer.protocol import (
     MAX_LANE_LINE,
@@ -872,3 +873,47 @@ async def test_chunks_in_flight_hold_lane_threads_not_the_default_executor(
         release.set()
         async with asyncio.timeout(LIMIT):
             await asyncio.gather(*fetches)
+
+
+async def test_a_range_stops_quietly_when_the_asker_went_away_between_slices(
+    games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver that cuts its socket mid-chunk (a copy that lost the end game, or a crash)
+    closes the transport while the sender waits for rate credit: the next slice is not sent,
+    and no 'Transport is closing' error escapes the handler (X06 found it)."""
+    loop = asyncio.get_running_loop()
+    calls: list[int] = []
+
+    class Transport:
+        closing = False
+
+        def is_closing(self) -> bool:
+            return self.closing
+
+    transport = Transport()
+
+    async def sendfile(t: Any, file: Any, offset: int, count: int) -> int:
+        if t.is_closing():
+            raise RuntimeError("Transport is closing")
+        calls.append(offset)
+        t.closing = True  # the asker goes away after this slice
+        return count
+
+    monkeypatch.setattr(loop, "sendfile", sendfile)
+    writer = types.SimpleNamespace(transport=transport)
+    path = games / "range.bin"
+    path.write_bytes(DATA[: 3 * MIB])
+
+    with path.open("rb") as f:
+        async with upload.progress_deadline(30.0) as progress:
+            await upload._send_range(
+                writer,  # type: ignore[arg-type]
+                f,
+                0,
+                3 * MIB,
+                RateLimiter(1024**4),
+                progress,
+                BUDGETS,
+            )
+
+    assert calls == [0], "one slice, then nothing once the transport was closing"

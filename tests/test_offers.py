@@ -16,7 +16,7 @@ import pytest
 from nodes import CATALOG, Peer, Start, nodes_in, ready
 
 from peer.paths import SENTINEL
-from peer.transfer import fetch
+from peer.transfer import sources
 from peer.transfer.gather import gather_with_grace
 
 pytestmark = pytest.mark.timeout(60)
@@ -61,7 +61,7 @@ async def test_a_source_with_a_name_the_protocol_cannot_carry_refuses_with_a_rea
 async def test_a_source_that_never_offers_does_not_hold_the_download(
     start: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fetch, "OFFER_GRACE", 0.5)
+    monkeypatch.setattr(sources, "OFFER_GRACE", 0.5)
     silent, good, c = await start("silent"), await start("good"), await start("c")
     seed(silent)
     seed(good)

@@ -205,3 +205,345 @@ def test_an_idle_source_steals_from_the_longest_waiting_queue() -> None:
     for busy in "abc":
         assert s.next_for(busy) is not None
     assert s.next_for("d") == one("b4", 10)
+
+
+# -- learned rates and the end game ----------------------------------------------------------------
+
+
+def one(path: str, length: int = 10) -> Chunk:
+    return Chunk(path, 0, length, H)
+
+
+def rated(s: Scheduler, source: str, bytes_per_s: float, seconds: float = 1.0) -> None:
+    """Feed `source` a rate: a chunk in flight that received `bytes_per_s * seconds` bytes."""
+    probe = Chunk(f"probe-{source}", 0, 10**12, H)
+    s.observe(source, seconds, {probe: int(bytes_per_s * seconds)})
+
+
+def test_a_rate_counts_only_after_the_window() -> None:
+    s = Scheduler(queues={"A": deque()}, total=0, window=0.5)
+    c = one("x", 100)
+    s.observe("A", 0.25, {c: 40})
+    assert s.rate("A") is None, "a quarter second says nothing yet"
+    s.observe("A", 0.25, {c: 50})
+    assert s.rate("A") == 100.0, "50 bytes in half a second; totals, not increments"
+    s.succeeded(c)
+    s.observe("A", 0.5, {c: 100})  # a late report of a chunk already done counts no bytes
+    assert s.rate("A") == 50.0
+
+
+def test_a_known_slow_source_is_not_handed_its_own_big_chunk() -> None:
+    big = [one(f"c{i}", 100) for i in range(3)]
+    s = Scheduler(queues={"fast": deque(), "slow": deque(big)}, total=3)
+    rated(s, "fast", 100.0)
+    rated(s, "slow", 2.0)
+    assert s.next_for("slow") is None, "50 s here, 1-3 s on the fast source"
+    assert list(s.queues["fast"]) == big and not s.queues["slow"], "the work moved, in order"
+    assert s.next_for("fast") == big[0]
+
+
+def test_a_slow_source_keeps_a_chunk_it_finishes_about_as_soon() -> None:
+    s = Scheduler(queues={"A": deque([one("a", 100)]), "B": deque()}, total=1)
+    rated(s, "A", 60.0)
+    rated(s, "B", 100.0)
+    assert s.next_for("A") == one("a", 100), "1.7 s against 1 s: within the margin of 2"
+
+
+def test_unknown_rates_keep_the_plan() -> None:
+    s = Scheduler(queues={"A": deque([one("a", 100)]), "B": deque()}, total=1)
+    rated(s, "B", 100.0)
+    assert s.next_for("A") == one("a", 100), "A's rate is unknown: it keeps its work"
+
+
+def test_a_known_slow_source_leaves_a_retried_chunk_to_a_faster_one() -> None:
+    s = Scheduler(queues={"fast": deque(), "slow": deque()}, total=1)
+    s.retry.append(one("r", 100))
+    rated(s, "fast", 100.0)
+    rated(s, "slow", 1.0)
+    assert s.next_for("slow") is None
+    assert s.next_for("fast") == one("r", 100)
+
+
+def test_a_slow_idle_source_does_not_steal_from_a_fast_busy_one() -> None:
+    s = Scheduler(queues={"fast": deque([one("f1"), one("f2")]), "slow": deque()}, total=2)
+    assert s.next_for("fast") == one("f1")
+    rated(s, "fast", 100.0)
+    rated(s, "slow", 1.0)
+    assert s.next_for("slow") is None, "10 s on the slow one; the fast one is done in 0.2 s"
+    assert list(s.queues["fast"]) == [one("f2")]
+
+
+def test_a_fast_idle_source_steals_from_a_slow_one_with_a_free_lane() -> None:
+    s = Scheduler(queues={"fast": deque(), "slow": deque([one("s1"), one("s2")])}, total=2)
+    s.depth = 2
+    assert s.next_for("slow") == one("s1")  # one lane busy, one free: not `busy`
+    rated(s, "fast", 100.0)
+    rated(s, "slow", 1.0)
+    assert s.next_for("fast") == one("s2"), "the slow source would take 20 s to get to it"
+
+
+def test_a_fast_source_steals_from_the_queue_that_waits_longest_in_seconds() -> None:
+    s = Scheduler(
+        queues={
+            "big": deque([one("b1"), one("b2"), one("b3"), one("b4")]),  # 40 bytes at 100/s
+            "slow": deque([one("s1"), one("s2")]),  # 20 bytes at 2/s
+            "idle": deque(),
+        },
+        total=6,
+    )
+    assert s.next_for("big") == one("b1") and s.next_for("slow") == one("s1")
+    rated(s, "big", 100.0)
+    rated(s, "slow", 2.0)
+    rated(s, "idle", 100.0)
+    assert s.next_for("idle") == one("s2"), "10 s of queue beats 0.3 s, though fewer bytes"
+
+
+def endgame_two(holder_rate: float | None = 1.0) -> tuple[Scheduler, Chunk, Chunk]:
+    """A and B each with one chunk in flight, nothing queued anywhere; B's rate known."""
+    a, b = one("a"), one("b")
+    s = Scheduler(queues={"A": deque([a]), "B": deque([b])}, total=2)
+    assert s.next_for("A") == a and s.next_for("B") == b
+    if holder_rate is not None:
+        rated(s, "B", holder_rate)
+    return s, a, b
+
+
+def test_an_idle_source_duplicates_a_chunk_in_flight_elsewhere() -> None:
+    s, a, b = endgame_two(holder_rate=None)
+    s.succeeded(a)
+    assert s.next_for("A") is None, "nothing queued, nothing to steal"
+    assert s.endgame_for("A") is None, "B has just begun: it may be about to finish"
+    rated(s, "B", 1.0)
+    assert s.endgame_for("A") == b, "known now, and A's rate unknown counts as sooner"
+    assert s.duplicates == {b: "A"} and s.holder(b) == "B"
+    assert s.busy("A"), "the duplicate holds A's lane"
+    assert s.attempts[b] == 2
+    s.succeeded(b)
+    assert s.finished and not s.duplicates and not s.in_flight
+
+
+def test_at_most_one_duplicate_per_chunk() -> None:
+    b = one("b")
+    s = Scheduler(queues={"A": deque(), "B": deque([b]), "C": deque()}, total=1)
+    assert s.next_for("B") == b
+    rated(s, "B", 0.0)  # a stalled holder
+    assert s.endgame_for("A") == b
+    assert s.endgame_for("C") is None, "b has its duplicate already"
+    assert s.endgame_for("B") is None, "never a duplicate of one's own chunk"
+
+
+def test_no_end_game_while_work_is_queued_or_retried() -> None:
+    s, a, b = endgame_two()
+    s.queues["B"].append(one("b2"))
+    assert s.endgame_for("A") is None, "B's queued chunk is work to steal, not to duplicate"
+    s.queues["B"].clear()
+    s.retry.append(one("r"))
+    assert s.endgame_for("A") is None, "a retry is work too"
+    s.retry.clear()
+    assert s.endgame_for("A") is None, "A's own lane is still busy with a"
+    s.succeeded(a)
+    assert s.endgame_for("A") == b
+
+
+def test_a_dead_source_gets_no_duplicate() -> None:
+    s, a, _b = endgame_two()
+    s.failed(a, "A")
+    s.retry.clear()
+    assert s.endgame_for("A") is None
+
+
+def test_no_duplicate_when_the_holder_is_known_to_finish_first() -> None:
+    s, a, b = endgame_two()
+    s.succeeded(a)
+    rated(s, "A", 10.0)
+    rated(s, "B", 10.0)
+    s.observe("B", 0.0, {b: 9})  # one byte left on B: 0.1 s; the whole chunk on A: 1 s
+    assert s.endgame_for("A") is None
+    s.observe("B", 0.0, {b: 9})
+    rated(s, "B", 0.0, seconds=100.0)  # B stalls: its rate falls below a byte a second
+    assert s.endgame_for("A") == b
+
+
+def test_the_slowest_holder_is_raced_first() -> None:
+    b, c = one("b"), one("c")
+    s = Scheduler(queues={"A": deque(), "B": deque([b]), "C": deque([c])}, total=2)
+    assert s.next_for("B") == b and s.next_for("C") == c
+    rated(s, "A", 100.0)
+    rated(s, "B", 5.0)
+    rated(s, "C", 1.0)
+    assert s.endgame_for("A") == c
+
+
+def test_a_failed_duplicate_leaves_the_chunk_with_its_holder() -> None:
+    s, a, b = endgame_two()
+    s.succeeded(a)
+    assert s.endgame_for("A") == b
+    s.failed(b, "A")
+    assert "A" in s.dead and s.in_flight == {b: "B"} and not s.duplicates
+    assert not s.retry, "b is still in flight on B: not retried"
+    s.succeeded(b)
+    assert s.finished
+
+
+def test_a_failed_holder_leaves_the_chunk_with_its_duplicate() -> None:
+    s, a, b = endgame_two()
+    s.succeeded(a)
+    assert s.endgame_for("A") == b
+    s.failed(b, "B")
+    assert s.in_flight == {b: "A"} and not s.duplicates and not s.retry
+    assert s.next_for("A") is None and s.endgame_for("A") is None
+    s.succeeded(b)
+    assert s.finished and not s.stranded
+
+
+# -- the arithmetic behind the rates, at its edges --------------------------------------------
+
+
+def test_load_is_what_is_queued_and_what_each_copy_in_flight_still_lacks() -> None:
+    a1, d, b1, q = one("a1"), one("d"), one("b1"), one("q")
+    s = Scheduler(queues={"A": deque([a1, q]), "B": deque([b1])}, total=4)
+    assert s.next_for("A") == a1 and s.next_for("B") == b1
+    s.duplicates[d] = "A"
+    s.duplicates[one("e")] = "B"  # B's duplicate is B's load, not A's
+    s.observe("A", 0.0, {a1: 4, d: 10})  # d wholly received: it lacks nothing, not 1 byte
+    assert s.load("A") == 10 + 6 + 0, "q queued, 6 bytes of a1, nothing of d"
+    assert s.load("B") == 20, "b1 and e received nothing yet: all of them"
+    s.observe("A", 1.0, {})
+    assert s.eta("A") == 16 / 14.0, "14 bytes received in 1 s busy"
+
+
+def test_a_stalled_source_never_finishes_and_a_trickle_does() -> None:
+    s = Scheduler(queues={"A": deque([one("a")]), "B": deque([one("b")])}, total=2)
+    s.observe("A", 1.0, {})
+    assert s.rate("A") == 0.0 and s.eta("A") == float("inf")
+    s.observe("B", 20.0, {one("x", 100): 10})  # half a byte a second: slow, not stalled
+    assert s.eta("B") == 20.0
+
+
+def test_a_report_of_a_finished_chunk_does_not_hide_the_others() -> None:
+    done, live = one("done"), one("live", 100)
+    s = Scheduler(queues={"A": deque()}, total=2)
+    s.succeeded(done)
+    s.observe("A", 1.0, {done: 10, live: 30})
+    assert s.rate("A") == 30.0
+
+
+def test_success_forgets_that_chunk_s_copies_only() -> None:
+    a, b = one("a"), one("b")
+    s = Scheduler(queues={"A": deque(), "B": deque()}, total=2)
+    s.observe("A", 0.0, {a: 3})
+    s.observe("B", 0.0, {a: 2, b: 5})
+    s.succeeded(a)
+    assert s.received == {(b, "B"): 5}
+
+
+def test_exactly_twice_as_fast_is_not_enough_to_move_a_chunk() -> None:
+    c = one("c", 100)
+    s = Scheduler(queues={"A": deque([c]), "B": deque()}, total=1)
+    rated(s, "A", 50.0)  # 2 s here
+    rated(s, "B", 100.0)  # 1 s there: twice as soon, not more
+    assert s.next_for("A") == c
+
+
+def test_a_moved_chunk_goes_to_the_first_of_the_fastest_known_sources() -> None:
+    c = one("c", 100)
+    s = Scheduler(
+        queues={"slow": deque([c]), "new": deque(), "F1": deque(), "F2": deque()}, total=1
+    )
+    rated(s, "slow", 1.0)
+    rated(s, "F1", 100.0)
+    rated(s, "F2", 100.0)
+    assert s.next_for("slow") is None
+    assert list(s.queues["F1"]) == [c], "'new' has no rate yet; F1 and F2 tie: the first"
+
+
+def test_without_both_rates_stealing_needs_a_busy_donor() -> None:
+    s = Scheduler(queues={"A": deque(), "B": deque([one("b1"), one("b2")])}, total=2, depth=2)
+    assert s.next_for("B") == one("b1")
+    rated(s, "A", 100.0)  # B's rate is unknown, and B has a lane free
+    assert s.next_for("A") is None
+
+
+def test_no_steal_when_it_would_finish_no_sooner() -> None:
+    s = Scheduler(queues={"A": deque(), "B": deque([one("b1")])}, total=1, depth=2)
+    rated(s, "A", 10.0)
+    rated(s, "B", 10.0)
+    assert s.next_for("A") is None, "1 s on A, 1 s on B: the same, so B keeps it"
+
+
+def test_a_stalled_donor_waits_longest_and_a_trickling_one_by_its_seconds() -> None:
+    s = Scheduler(
+        queues={
+            "stalled": deque([one("s0"), one("s1")]),
+            "trickle": deque([one("t0"), one("t1")]),
+            "steady": deque([one("q0"), one("q1"), one("q2"), one("q3")]),
+            "idle": deque(),
+        },
+        total=8,
+    )
+    for busy in ("stalled", "trickle", "steady"):
+        assert s.next_for(busy) is not None
+    rated(s, "stalled", 0.0)
+    rated(s, "trickle", 0.5, seconds=100.0)  # 10 queued bytes: 20 s
+    rated(s, "steady", 1.25, seconds=100.0)  # 30 queued bytes: 24 s
+    rated(s, "idle", 1000.0)
+    assert s.next_for("idle") == one("s1"), "a stalled queue never drains"
+    assert s.next_for("idle") == one("q3"), "24 s of queue before 20 s, at under 2 bytes/s"
+    assert s.next_for("idle") == one("t1"), "20 s before 16 s"
+
+
+def test_a_duplicate_holds_one_lane_not_two() -> None:
+    s = Scheduler(queues={"A": deque(), "B": deque([one("b")])}, total=1, depth=2)
+    assert s.next_for("B") == one("b")
+    rated(s, "B", 1.0)
+    assert s.endgame_for("A") == one("b")
+    assert not s.busy("A"), "one of A's two lanes is still free"
+
+
+def endgame_three(**holders: float | None) -> tuple[Scheduler, list[Chunk]]:
+    """Idle A; each named holder with one chunk in flight, in order, and its rate if given."""
+    chunks = [one(f"{h}-chunk") for h in holders]
+    queues: dict[str, deque[Chunk]] = {"A": deque()}
+    queues |= {h: deque([c]) for h, c in zip(holders, chunks, strict=True)}
+    s = Scheduler(queues=queues, total=len(chunks))
+    for holder, rate in holders.items():
+        assert s.next_for(holder) is not None
+        if rate is not None:
+            rated(s, holder, rate)
+    return s, chunks
+
+
+def test_the_end_game_looks_past_a_chunk_it_may_not_race() -> None:
+    s, (b, c) = endgame_three(B=1.0, C=1.0)
+    s.duplicates[b] = "X"
+    assert s.endgame_for("A") == c, "b has its duplicate: c is next"
+    s, (b, c) = endgame_three(B=None, C=1.0)
+    assert s.endgame_for("A") == c, "B's rate is unknown: c is next"
+    s, (b, c) = endgame_three(B=100.0, C=1.0)
+    rated(s, "A", 20.0)
+    assert s.endgame_for("A") == c, "B finishes b in 0.1 s, before A could: c is next"
+
+
+def test_holders_equally_slow_are_raced_in_order() -> None:
+    s, (b, _c) = endgame_three(B=1.0, C=1.0)
+    assert s.endgame_for("A") == b
+
+
+def test_no_duplicate_when_the_holder_finishes_just_as_soon() -> None:
+    s, (_b,) = endgame_three(B=10.0)
+    rated(s, "A", 10.0)
+    assert s.endgame_for("A") is None, "1 s either way: a duplicate would only cost bytes"
+
+
+def test_a_holder_that_received_nothing_still_owes_the_whole_chunk() -> None:
+    s, (b,) = endgame_three(B=10.0)  # b: 10 bytes at 10/s, 1 s
+    rated(s, "A", 10.0 / 0.95, seconds=100.0)  # 0.95 s on A
+    assert s.endgame_for("A") == b
+
+
+def test_a_retried_chunk_counts_its_second_attempt() -> None:
+    s = Scheduler(queues={"A": deque([one("a")]), "B": deque()}, total=1)
+    assert s.next_for("A") == one("a")
+    s.failed(one("a"), "A")
+    assert s.next_for("B") == one("a")
+    assert s.attempts[one("a")] == 2

@@ -34,8 +34,8 @@ from peer.protocol import (
     StreamManifest,
     StreamRequest,
 )
-from peer.transfer.fetch import Source
 from peer.transfer.lane import ChunkSink
+from peer.transfer.sources import Source
 from peer.transfer.stream import discard_staging, prepare_staging, promote, stream_game
 
 GAME = "g1"

@@ -21,7 +21,7 @@ from peer.files import (
     write_file,
 )
 from peer.install import KEPT_ON_CANCEL, remove_tree
-from peer.paths import PROGRESS, RESERVED_ROOT_NAMES, SENTINEL, SENTINEL_TMP
+from peer.paths import PROGRESS, RESERVED_ROOT_NAMES, SCRATCH_DIR, SENTINEL, SENTINEL_TMP
 from peer.protocol import FileDescriptor
 from peer.transfer.plan import Chunk
 from peer.transfer.resume import (
@@ -100,6 +100,7 @@ def prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
         remove_any(root / stale)  # whatever kind of thing it is, even a directory
     for own in BOOKKEEPING:
         clear_wrong_kind(root / own, directory=False)
+    remove_any(root / SCRATCH_DIR)  # an end game's leftovers (a kill mid-copy): never trusted
     _prune(root, {SENTINEL_TMP if f.path == SENTINEL else f.path for f in files})
     for f in files:
         target = target_path(root, f.path)
@@ -155,6 +156,36 @@ def commit_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
     os.replace(tmp, root / SENTINEL)
     fsync_path(root)
     remove_any(root / PROGRESS)
+    remove_any(root / SCRATCH_DIR)
+
+
+def scratch_path(root: Path, index: int) -> Path:
+    """Where an end-game duplicate of chunk number `index` is received."""
+    return root / SCRATCH_DIR / str(index)
+
+
+def open_scratch(path: Path) -> int:
+    """A fresh, empty scratch file (the folder made if need be, never through a link)."""
+    path.parent.mkdir(exist_ok=True)
+    if path.parent.is_symlink() or not path.parent.is_dir():
+        raise OSError(errno.ENOTDIR, f"{path.parent.name} is not a folder")
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+
+
+def copy_verified(scratch: int, target: int, chunk: Chunk) -> None:
+    """Copy a chunk verified in `scratch` (from its start) to its place in `target`, hashing
+    what is read back: the scratch file must still hold the bytes that were verified."""
+    h = hashlib.sha256()
+    done = 0
+    while done < chunk.length:
+        block = os.pread(scratch, min(MIB, chunk.length - done), done)
+        if not block:
+            break
+        h.update(block)
+        write_all(target, block, chunk.offset + done)
+        done += len(block)
+    if done != chunk.length or h.hexdigest() != chunk.sha256:
+        raise OSError(errno.EIO, f"the scratch copy of {chunk.path}@{chunk.offset} changed")
 
 
 def load_progress(root: Path) -> Progress | None:

@@ -1,160 +1,52 @@
 """Fetching a game root from several peers at once.
 
 The plan (who fetches what) comes from `transfer.plan`; this module only moves bytes: it asks
-every source for its descriptors, pulls each chunk's slices from the lane, writes and hashes
-them itself, and commits the root `version.ini` last, by atomic rename, so an interrupted
-download never looks complete.
+every source for its descriptors (`transfer.sources`), pulls each chunk's slices from the lane,
+writes and hashes them itself, and commits the root `version.ini` last, by atomic rename, so an
+interrupted download never looks complete. It reports what each source's chunks have received
+to the planner, which learns their rates from it; in the end game a chunk may be fetched by two
+sources at once, the duplicate into a scratch file, and `transfer.copies` decides which copy
+wins.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from peer.blocking import in_thread
 from peer.errors import PeerError
 from peer.events import Event
 from peer.files import open_regular
-from peer.output import Emit
 from peer.paths import SENTINEL
-from peer.protocol import (
-    ChunkRequest,
-    FileDescriptor,
-    GameFiles,
-    GetGame,
-    GetStream,
-    Reply,
-    expect,
-)
+from peer.protocol import ChunkRequest, FileDescriptor, GetGame
+from peer.transfer.copies import ChunkWriter, Copies
 from peer.transfer.disk import (
     LocalWriteError,
     commit_root,
+    copy_verified,
     figures,
+    open_scratch,
     resume_root,
     save_progress,
+    scratch_path,
     target_path,
-    write_all,
 )
-from peer.transfer.gather import gather_with_grace
-from peer.transfer.lane import Lane
 from peer.transfer.plan import Chunk, Scheduler, chunks_of, validate_descriptors
 from peer.transfer.resume import Progress
-
-Offer = TypeVar("Offer")
-
-OFFER_GRACE = 5.0  # seconds the other sources get once one has offered (at least)
-
-
-@dataclass(frozen=True)
-class Source:
-    peer_id: str
-    addr: str
-    host: str
-    data_port: int
-    data_token: str
-
-
-@dataclass(frozen=True)
-class FetchSettings:
-    chunk_size: int  # the layout every source is asked to describe the files in
-    depth: int
-    progress_interval: float
-
-
-class FetchContext(Protocol):
-    """What a download needs from the node: its events, its control links and a fast lane."""
-
-    @property
-    def emit(self) -> Emit: ...
-
-    @property
-    def lane(self) -> Lane: ...
-
-    async def request_peer(self, peer_id: str, message: GetGame | GetStream) -> Reply: ...
-
-
-def source_event(
-    ctx: FetchContext, event: Event, game_id: str, source: Source, **fields: Any
-) -> None:
-    """An event about one source of a transfer: each names the game and the source alike."""
-    ctx.emit(event, game_id=game_id, peer_id=source.peer_id, peer_addr=source.addr, **fields)
-
-
-def refusal(exc: PeerError) -> dict[str, str]:
-    """The `code` and `reason` fields of an event that reports a refusal."""
-    return {"code": exc.code, "reason": exc.message}
-
-
-async def collect_offers(
-    ctx: FetchContext,
-    game_id: str,
-    sources: list[Source],
-    request: GetGame | GetStream,
-    read: Callable[[Reply], Offer],
-) -> dict[str, Offer]:
-    """Ask every source at once; a source that refuses or answers nonsense is skipped.
-
-    Once one source has offered, the others get a grace period (`gather.py`); one still silent
-    then is skipped. When every source was skipped, the refusal says why (each source's reason), not
-    merely that nobody has the game.
-    """
-    skipped: list[str] = []
-
-    async def ask(source: Source) -> Offer | None:
-        try:
-            return read(await ctx.request_peer(source.peer_id, request))
-        except PeerError as exc:
-            skipped.append(f"{source.addr}: {exc.code}: {exc.message}")
-            source_event(ctx, "download-source-skipped", game_id, source, **refusal(exc))
-            return None
-
-    answers, late = await gather_with_grace([ask(s) for s in sources], OFFER_GRACE)
-    for i in late:
-        slow = PeerError("peer-unreachable", "no offer in time, while other sources offered")
-        skipped.append(f"{sources[i].addr}: {slow.code}: {slow.message}")
-        source_event(ctx, "download-source-skipped", game_id, sources[i], **refusal(slow))
-    offers = {s.peer_id: a for s, a in zip(sources, answers, strict=True) if a is not None}
-    if not offers and skipped:
-        raise PeerError("no-peers", f"no source could offer {game_id}: " + "; ".join(skipped))
-    return offers
-
-
-def _files_of(request: GetGame) -> Callable[[Reply], tuple[FileDescriptor, ...]]:
-    def read(reply: Reply) -> tuple[FileDescriptor, ...]:
-        offer = expect(reply, GameFiles)
-        if offer.game_id != request.game_id:
-            raise PeerError("bad-message", f"asked for {request.game_id}, got {offer.game_id}")
-        if any(f.chunk_size != request.chunk_size for f in offer.files):
-            raise PeerError("bad-message", f"asked for {request.chunk_size}-byte chunks")
-        return tuple(sorted(offer.files, key=lambda f: f.path))
-
-    return read
-
-
-class _ChunkWriter:
-    """Where one chunk's bytes go as they arrive: written in place and hashed (in the lane's
-    thread), never past the chunk's end."""
-
-    def __init__(self, fd: int, chunk: Chunk) -> None:
-        self.fd, self.chunk = fd, chunk
-        self.hasher = hashlib.sha256()
-        self.got = 0
-
-    def write(self, data: memoryview | bytes) -> None:
-        if self.got + len(data) > self.chunk.length:
-            raise PeerError("bad-chunk", "source sent more bytes than asked")
-        try:
-            write_all(self.fd, data, self.chunk.offset + self.got)
-        except OSError as exc:
-            raise LocalWriteError(f"{self.chunk.path}: {exc}") from exc
-        self.hasher.update(data)
-        self.got += len(data)
+from peer.transfer.sources import (
+    FetchContext,
+    FetchSettings,
+    Source,
+    collect_offers,
+    files_of,
+    refusal,
+    source_event,
+)
 
 
 class _Download:
@@ -180,14 +72,14 @@ class _Download:
         self.fds: dict[str, int] = {}
         self.changed = asyncio.Event()
         self.stopped = False  # set when the download ends for any reason; idle workers leave
+        self.copies = Copies(sources)
 
     def fd(self, rel: str) -> int:
         if rel not in self.fds:
             self.fds[rel] = open_regular(target_path(self.root, rel), os.O_WRONLY)
         return self.fds[rel]
 
-    async def fetch_one(self, chunk: Chunk, source: Source) -> None:
-        sink = _ChunkWriter(self.fd(chunk.path), chunk)
+    async def _receive(self, chunk: Chunk, source: Source, sink: ChunkWriter) -> None:
         request = ChunkRequest(
             source.data_token, self.game_id, chunk.path, chunk.offset, chunk.length
         )
@@ -197,7 +89,38 @@ class _Download:
                 "bad-chunk",
                 f"{chunk.path}@{chunk.offset}: bytes do not match the validated SHA-256",
             )
+
+    async def fetch_one(self, chunk: Chunk, source: Source) -> None:
+        """The first copy of a chunk: received straight into its place in the game file."""
+        sink = self.copies.sink(chunk, source.peer_id, self.fd(chunk.path), chunk.offset)
+        await self._receive(chunk, source, sink)
+        await self.copies.claim(chunk, source.peer_id)
         await self.record(chunk, sink.fd)
+
+    async def fetch_copy(self, chunk: Chunk, source: Source) -> None:
+        """An end-game duplicate: received into a scratch file of its own, never the game
+        file, so a losing or lying copy cannot touch bytes in place. If it is verified first,
+        the holder's copy is cancelled (its socket cut, its thread waited for), and only then
+        are the verified bytes copied into place, made durable and recorded."""
+        path = scratch_path(self.root, self.index[chunk])
+        try:
+            fd = open_scratch(path)
+        except OSError as exc:
+            raise LocalWriteError(f"{path.name}: {exc}") from exc
+        try:
+            sink = self.copies.sink(chunk, source.peer_id, fd, 0)
+            await self._receive(chunk, source, sink)
+            await self.copies.claim(chunk, source.peer_id)
+            target = self.fd(chunk.path)
+            try:
+                await in_thread(copy_verified, fd, target, chunk)
+            except OSError as exc:
+                raise LocalWriteError(f"{chunk.path}: {exc}") from exc
+            await self.record(chunk, target)
+        finally:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     async def record(self, chunk: Chunk, fd: int) -> None:
         """Make a verified chunk durable, then add it to the progress record (one writer at a
@@ -213,15 +136,22 @@ class _Download:
 
     async def worker(self, sched: Scheduler, source: Source) -> None:
         while not sched.finished and not self.stopped:
+            self.copies.sample_all(sched)
             chunk = sched.next_for(source.peer_id)
+            duplicate = chunk is None and (chunk := sched.endgame_for(source.peer_id)) is not None
             if chunk is None:
                 if source.peer_id in sched.dead or sched.stranded:
                     return
                 self.changed.clear()
-                await self.changed.wait()
+                with contextlib.suppress(TimeoutError):  # rates change while nothing else does
+                    async with asyncio.timeout(self.settings.replan_interval):
+                        await self.changed.wait()
                 continue
+            if duplicate:
+                self._duplicated(sched, source, chunk)
             try:
-                await self.fetch_one(chunk, source)
+                fetch = self.fetch_copy if duplicate else self.fetch_one
+                won = await self.copies.attempt(sched, chunk, source.peer_id, fetch(chunk, source))
             except PeerError as exc:
                 first_failure = source.peer_id not in sched.dead
                 sched.failed(chunk, source.peer_id)
@@ -230,11 +160,36 @@ class _Download:
                     self._emit("download-source-excluded", source, None, **refusal(exc))
                 self.changed.set()
                 return
-            sched.succeeded(chunk)
-            self.done_bytes += chunk.length
-            self.per_source[source.peer_id] += chunk.length
-            self._emit("download-chunk-finished", source, chunk, bytes=chunk.length)
+            if won:
+                sched.succeeded(chunk)
+                self.done_bytes += chunk.length
+                self.per_source[source.peer_id] += chunk.length
+                self._emit(
+                    "download-chunk-finished",
+                    source,
+                    chunk,
+                    bytes=chunk.length,
+                    duplicate=duplicate,
+                )
             self.changed.set()
+
+    def _duplicated(self, sched: Scheduler, source: Source, chunk: Chunk) -> None:
+        holder_id = sched.holder(chunk)
+        holder = self.sources[holder_id] if holder_id else None
+
+        def rate(peer_id: str | None) -> int | None:
+            r = sched.rate(peer_id) if peer_id else None
+            return None if r is None else int(r)
+
+        self._emit(
+            "download-chunk-duplicated",
+            source,
+            chunk,
+            holder_id=holder_id,
+            holder_addr=holder.addr if holder else None,
+            bytes_per_s=rate(source.peer_id),
+            holder_bytes_per_s=rate(holder_id),
+        )
 
     def _emit(
         self, event: Event, source: Source, chunk: Chunk | None = None, **fields: Any
@@ -257,6 +212,7 @@ class _Download:
     async def run(self, chunks: list[Chunk]) -> None:
         """Fetch `chunks` (those the progress record does not already vouch for)."""
         sched = Scheduler.plan(chunks, tuple(self.sources), self.settings.depth)
+        sched.window = self.settings.rate_window
         workers = [
             asyncio.create_task(self.worker(sched, source))
             for _ in range(self.settings.depth)
@@ -293,7 +249,7 @@ async def download_game(
 ) -> dict[str, Any]:
     """Download `game_id` into `games_dir`; returns the figures for `download-finished`."""
     ask = GetGame(game_id, settings.chunk_size)
-    offers = await collect_offers(ctx, game_id, sources, ask, _files_of(ask))
+    offers = await collect_offers(ctx, game_id, sources, ask, files_of(ask))
     validated = validate_descriptors(game_id, offers)
     if SENTINEL not in {f.path for f in validated.files}:
         raise PeerError("bad-metadata", f"the sources' file list of {game_id} has no {SENTINEL}")

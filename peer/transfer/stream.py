@@ -36,8 +36,8 @@ from peer.protocol import (
     expect,
 )
 from peer.transfer.disk import LocalWriteError, figures, write_all
-from peer.transfer.fetch import FetchContext, Source, collect_offers, refusal, source_event
 from peer.transfer.plan import validate_descriptors
+from peer.transfer.sources import FetchContext, Source, collect_offers, refusal, source_event
 
 STREAM_READY = True  # the streamed install is complete (the scenario helpers poll for this)
 

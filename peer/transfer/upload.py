@@ -253,6 +253,8 @@ async def _send_range(
         piece = min(slice_size, length - sent)
         with progress.paused():  # waiting on our own cap is not the asker's stall
             await limiter.acquire(piece)
+        if writer.transport.is_closing():
+            return  # the asker went away: a copy that lost the end game, or a crash
         n = await loop.sendfile(writer.transport, f, offset + sent, piece)
         if n == 0:
             break
