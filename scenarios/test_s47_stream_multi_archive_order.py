@@ -3,8 +3,9 @@
 `fixture-multi` declares `b-second.eti` before `a-first.eti`, and `a-first.eti` holds a member
 (`order/tail-of-first.txt`) that sorts after `b-second.eti`'s `order/second.txt`: only archive
 order, member order inside each archive, gives the expected sequence. The source's unrar is
-wrapped to log its calls: one payload pass per archive, never one per member (which would
-decompress a solid archive's prefix again for every member).
+wrapped to log its calls: one payload pass per archive for the stream, never one per member
+(which would decompress a solid archive's prefix again for every member), after the one pass per
+archive that its listing takes once to give each entry its SHA-256.
 """
 
 import pytest
@@ -17,8 +18,16 @@ ORDER = ["order/first.txt", "order/tail-of-first.txt", "order/second.txt"]
 
 
 def logging_unrar(real: str, log: str) -> str:
-    """A shell script: `real` unrar, with every call's arguments appended to `log`."""
-    return f'#!/bin/sh\necho "$@" >> "{log}"\nexec "{real}" "$@"\n'
+    """A shell script: `real` unrar, with each call's command and archive appended to `log`.
+    The source hands unrar an archive it opened itself (`/dev/fd/N`, never a path a link could
+    redirect), so the wrapper names the file behind that descriptor."""
+    return (
+        "#!/bin/sh\n"
+        'last=""; for a in "$@"; do last=$a; done\n'
+        'case "$last" in /dev/fd/*) last=$(readlink "/proc/$$/fd/${last#/dev/fd/}");; esac\n'
+        f'echo "$1 $last" >> "{log}"\n'
+        f'exec "{real}" "$@"\n'
+    )
 
 
 @pytest.mark.scenario("S47")
@@ -47,6 +56,8 @@ def test_s47_multi_archive_streamed_install_order(lab: Lab) -> None:
     rc, log = source.run("cat", calls)
     assert rc == 0, log
     passes = [line.split() for line in log.decode().splitlines() if line.startswith("p ")]
-    assert [p[-1] for p in passes] == [source.process.path(a) for a in ARCHIVES], (
-        "one payload pass per archive, in sorted order"
+    paths = [source.process.path(a) for a in ARCHIVES]
+    # The listing's own pass (each entry's SHA-256, once, then cached), then the stream's.
+    assert [p[-1] for p in passes] == [*paths, *paths], (
+        "one payload pass per archive for the listing, one for the stream, in sorted order"
     )

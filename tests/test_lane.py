@@ -390,6 +390,16 @@ def test_unlimited_never_waits() -> None:
     assert limiter.debit(10**12) == 0.0
 
 
+@pytest.mark.parametrize("rate", [1, 16 * 1024, 128 * 1024, 8 * MIB, 10**12])
+def test_a_capped_link_is_never_silent_for_long(rate: int) -> None:
+    """Under a cap a piece is at most an eighth of a second's worth (or 16 KiB): a receiver's
+    chunk idle timeout (5 s) never mistakes a slow, capped source for a silent one."""
+    piece = RateLimiter(rate).piece(4 * MIB)
+    assert 0 < piece <= 4 * MIB
+    assert piece / rate <= 0.125 or piece == 16 * 1024
+    assert RateLimiter(None).piece(4 * MIB) == 4 * MIB
+
+
 def test_first_seconds_burst_is_capped_at_rate() -> None:
     limiter = RateLimiter(1000, Clock())
 
@@ -802,12 +812,12 @@ def test_an_end_of_stream_inside_the_header_line_is_peer_unreachable() -> None:
     )
 
 
-@pytest.mark.parametrize("rate", [None, 1024**4], ids=["uncapped", "capped"])
+@pytest.mark.parametrize("rate", [None, 8 * MIB], ids=["uncapped", "capped"])
 async def test_a_range_goes_out_whole_uncapped_and_in_slices_under_a_cap(
     games: Path, monkeypatch: pytest.MonkeyPatch, rate: int | None
 ) -> None:
-    """Uncapped, one sendfile call sends the range; under a cap every call is one slice at
-    most, and the calls cover exactly the range."""
+    """Uncapped, one sendfile call sends the range; under a cap every call is an eighth of a
+    second's worth at most (1 MiB at 8 MiB/s), and the calls cover exactly the range."""
     loop = asyncio.get_running_loop()
     calls: list[tuple[int, int]] = []
     real_sendfile = loop.sendfile

@@ -257,7 +257,7 @@ async def _send_archive(
             await reply(writer, EntryHeader(entry.path, entry.size))
             remaining = entry.size
             while remaining:
-                data = await proc.stdout.read(min(SEND_SLICE, remaining))
+                data = await proc.stdout.read(min(limiter.piece(SEND_SLICE), remaining))
                 if not data:
                     writer.close()  # mid-entry: the receiver sees a short entry
                     raise PeerError("not-servable", f"{unrar} ended early in {entry.path}")

@@ -96,6 +96,15 @@ class RateLimiter:
         self._allowance -= amount
         return max(0.0, -self._allowance / self.rate)
 
+    def piece(self, largest: int) -> int:
+        """How much to send at once: `largest` uncapped; under a cap, about an eighth of a
+        second's worth (at least 16 KiB), so a capped link is never silent for long. A piece
+        of a second or more went unheard past the receiver's chunk idle timeout (S12 at
+        128 KiB/s in 1 MiB pieces: 8 s of silence, then its chunk was given up)."""
+        if not self.rate:
+            return largest
+        return max(16 * 1024, min(largest, self.rate // 8))
+
     async def acquire(self, amount: int) -> None:
         async with self._lock:
             delay = self.debit(amount)
@@ -246,8 +255,8 @@ async def _send_range(
 ) -> None:
     loop = asyncio.get_running_loop()
     # Slices bound how long one `loop.sendfile` call may take (the progress deadline covers a
-    # slice); a cap sends 1 MiB slices so that the limiter paces them.
-    slice_size = SEND_SLICE if limiter.rate else budgets.send_slice
+    # slice); under a cap they are small enough that the limiter paces them without silences.
+    slice_size = limiter.piece(budgets.send_slice)
     sent = 0
     while sent < length:
         piece = min(slice_size, length - sent)
