@@ -17,7 +17,7 @@ import inspect
 import secrets
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -110,6 +110,12 @@ class Node:
                 log.exception("task crashed", task=name)
                 return None
 
+        if self.stopping.is_set():  # shut down: a task now would outlive the loop, unawaited
+            if inspect.iscoroutine(coro):
+                coro.close()
+            gone: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            gone.cancel()
+            return cast("asyncio.Task[Any]", gone)
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -199,9 +205,12 @@ class Node:
         if self._lane_server is not None:
             await self._lane_server.close()
         current = asyncio.current_task()
-        for task in list(self._tasks):
-            if task is not current:
+        # Cancel and wait until none is left: a task ending can spawn another (a link closing
+        # drops its peer, which notifies), and one left pending is destroyed with the loop.
+        while pending := [t for t in self._tasks if t is not current and not t.done()]:
+            for task in pending:
                 task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         for lock in self._locks:
             lock.release()
         self.stopping.set()
