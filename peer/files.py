@@ -47,10 +47,10 @@ def read_small_file(path: Path, limit: int) -> bytes:
     return data
 
 
-def write_file(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Create or overwrite the regular file at `path` with `data` (durably: it is replaced by a
     rename next, and must not be empty after a crash); refuses a link or special file there."""
-    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         view = memoryview(data)
         while view:

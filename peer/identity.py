@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from peer.errors import PeerError
-from peer.files import clear_wrong_kind, open_regular, read_small_file
+from peer.files import clear_wrong_kind, read_small_file, write_file
 
 MAX_STATE_FILE = 64 * 1024  # an identity.json, key or certificate is a few hundred bytes
 
@@ -46,14 +46,7 @@ def fingerprint(certificate: x509.Certificate) -> str:
 def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     clear_wrong_kind(tmp, directory=False)  # a FIFO or link left there must not stall or redirect
-    fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_file(tmp, data, 0o600)
     os.replace(tmp, path)
 
 
