@@ -58,6 +58,8 @@ VARIANT = "apt"
 COMPONENTS = ("main", "non-free")
 # iptables and iproute2 (tc) serve the lab's nemesis (harness/nemesis.py), which runs them in a
 # short-lived sidecar sharing a peer's network namespace; the peer itself stays unprivileged.
+# fuse3 (fusermount3, libfuse3) serves harness/powerfs, which the power-cut scenarios mount
+# under a peer; only their containers get /dev/fuse and SYS_ADMIN.
 PACKAGES = (
     "python3",
     "python3-venv",
@@ -66,6 +68,7 @@ PACKAGES = (
     "iproute2",
     "iptables",
     "procps",
+    "fuse3",
 )
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 BOOKWORM_PYTHON = (3, 11)  # the host builds the wheels, so its Python must match this

@@ -17,6 +17,7 @@ need_apt=()
 command -v rar >/dev/null || need_apt+=(rar)
 command -v unrar >/dev/null || need_apt+=(unrar)
 command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+command -v fusermount3 >/dev/null || need_apt+=(fuse3)  # harness/powerfs (power cuts)
 if [ "$browser" = 1 ] && ! command -v chromium >/dev/null; then
   need_apt+=(chromium)
 fi
