@@ -44,13 +44,30 @@ class Lab:
         args: tuple[str, ...] = (),
         games_tmpfs: str | None = None,
         mdns: bool = False,
+        power: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> PeerHandle:
         """Start a peer and wait until it is ready (its address is then on the handle)."""
-        spec = PeerSpec(name=name, fixture=fixture, args=args, games_tmpfs=games_tmpfs, mdns=mdns)
+        handle = self.create(name, fixture, args, games_tmpfs, mdns, power)
+        handle.start(timeout=timeout)
+        return handle
+
+    def create(
+        self,
+        name: str,
+        fixture: str | None = None,
+        args: tuple[str, ...] = (),
+        games_tmpfs: str | None = None,
+        mdns: bool = False,
+        power: bool = False,
+    ) -> PeerHandle:
+        """A peer made but not started (`peer` starts it). `power`: its games and state dirs
+        are on powerfs, so a power cut loses what it never synced."""
+        spec = PeerSpec(
+            name=name, fixture=fixture, args=args, games_tmpfs=games_tmpfs, mdns=mdns, power=power
+        )
         handle = PeerHandle(self.backend.create(spec), spec)
         self.peers.append(handle)
-        handle.start(timeout=timeout)
         return handle
 
     def unrar_of(self, name: str) -> str:

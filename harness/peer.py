@@ -125,6 +125,19 @@ class PeerHandle:
         ready = self.expect("local-peer-ready", since=since, timeout=timeout)
         self.addr, self.peer_id = ready["addr"], ready["peer_id"]
 
+    def start_into_power_cut(self, syncs: int, timeout: float = DEFAULT_TIMEOUT) -> Record:
+        """First start of a power peer with the cut armed at its `syncs`-th sync: the cut's
+        line, or `local-peer-ready` if the start needed fewer syncs (the cut is then disarmed)."""
+        armed = self.arm_power_cut(syncs)
+        self._act("start", args=self.spec.peer_args())
+        self._killed = False
+        self.process.start(self._sink)
+        end = self.power_cut_or(armed, ("local-peer-ready",), since=0, timeout=timeout)
+        if end.get("event") == "local-peer-ready":
+            self.addr, self.peer_id = end["addr"], end["peer_id"]
+            self.disarm_power_cut()
+        return end
+
     def context(self, last: int = 25) -> str:
         """The peer's recent records and stderr, for failure messages."""
         with self._cond:
@@ -418,6 +431,67 @@ class PeerHandle:
 
     def kill(self) -> None:
         self._act("kill")
+        self._kill()
+
+    def power_cut(self) -> None:
+        """Cut a power peer's power (Lab.peer(power=True)): the peer and its powerfs mount die
+        at once, and with them every byte and directory change it never fsynced. `restart` is
+        the reboot."""
+        assert self.spec.power, f"{self.name} is not on powerfs; a kill keeps the page cache"
+        self._act("power-cut")
+        self._kill()
+
+    def arm_power_cut(self, syncs: int) -> int:
+        """The power goes at this power peer's `syncs`-th fsync or fsyncdir from now (from its
+        next start, if it is stopped), before that sync reaches its disk; `power_cut_or` sees
+        it happen. The returned cursor is for that wait."""
+        assert self.spec.power, f"{self.name} is not on powerfs"
+        self._act("arm-power-cut", syncs=syncs)
+        with self._cond:
+            since = len(self.stderr)
+        self.process.arm_power_cut(syncs)
+        return since
+
+    def disarm_power_cut(self) -> None:
+        """Take back an arming that has not fired (read by powerfs at its next sync)."""
+        self._act("disarm-power-cut")
+        self.process.arm_power_cut(0)
+
+    def power_cut_or(
+        self,
+        armed: int,
+        events: tuple[str, ...],
+        since: int,
+        timeout: float = DEFAULT_TIMEOUT,
+        **where: Any,
+    ) -> Record:
+        """Wait for whichever comes first: the armed cut (powerfs's own line on stderr says
+        which sync it took; the peer's world is then down and counted as killed by the lab, and
+        that line is returned) or one of `events` from `since` on (that record is returned; the
+        cut stays armed)."""
+
+        def find() -> Record | None:
+            for line in self.stderr[armed:]:
+                if '"powerfs-power-cut"' in line:
+                    cut: Record = json.loads(line)
+                    return cut
+            return next(
+                (
+                    r
+                    for r in self.records[since:]
+                    if r.get("event") in events and _matches(r, where)
+                ),
+                None,
+            )
+
+        found = self._wait_for(find, f"the armed power cut or one of {events}", timeout)
+        if found.get("event") != "powerfs-power-cut":
+            return found
+        self._act("power-cut", sync=found.get("sync"), op=found.get("op"), path=found.get("path"))
+        self._kill()  # reaps what the cut left (the container's init, the local supervisor)
+        return found
+
+    def _kill(self) -> None:
         self._killed = True
         self.process.kill()  # thaws a paused peer first
         self._thawed.set()

@@ -26,6 +26,10 @@ class PeerSpec:
     games_tmpfs: str | None = None  # e.g. "32m": /games is a tmpfs of that size (Docker only)
     mdns: bool = False  # off unless a scenario is about discovery: connects stay explicit
     env: dict[str, str] = field(default_factory=dict)
+    # /games and /state on powerfs (harness/powerfs): a kill is then a power cut, losing every
+    # byte and directory change the peer never fsynced. Docker gives only these peers /dev/fuse
+    # and SYS_ADMIN (the peer itself runs with no capabilities); local mounts on the host.
+    power: bool = False
 
     def peer_args(self) -> list[str]:
         """Flags every backend passes after --games-dir/--state-dir/--listen."""
@@ -53,6 +57,10 @@ class PeerProcess(Protocol):
 
     def exit_status(self) -> int | None:
         """How the peer's last run ended (as `terminate` says it), or None while it runs."""
+
+    def arm_power_cut(self, syncs: int) -> None:
+        """Tell a power peer's powerfs to cut the power at its `syncs`-th sync from the next
+        one (PeerSpec.power); works whether the peer runs or not."""
 
     def pause(self) -> None:
         """Freeze the whole peer (the cgroup freezer; SIGSTOP on the local backend)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import io
 import signal
 import sys
 import tarfile
@@ -36,12 +37,16 @@ import docker.errors
 from docker.utils.socket import frames_iter
 from filelock import FileLock
 
+from harness import powerfs
 from harness.backends.base import GAMES, STATE, LineSink, PeerSpec
 from harness.backends.engines import engine_for
 from harness.fixtures_builder import fixture_path
 from harness.image import engine_client, ensure_peer_image
 
 STALE_AFTER = dt.timedelta(hours=2)
+POWER_MOUNT = "/power"  # a power peer's games and state dirs: /power/games, /power/state
+POWER_DISK = "/disk"  # powerfs's durable image, in the container's own layer
+POWER_CODE = "/opt/lab"  # harness/powerfs and mfusepy, copied in at create
 
 
 def labels(run_id: str, worker: str) -> dict[str, str]:
@@ -142,6 +147,15 @@ def _fixture_tar(name: str) -> Path:
     return tar_path
 
 
+def _powerfs_tar() -> bytes:
+    """harness/powerfs and mfusepy as a tar to unpack at /, landing under POWER_CODE."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, path in powerfs.shipped_files().items():
+            tar.add(path, arcname=f"{POWER_CODE.lstrip('/')}/{name}")
+    return out.getvalue()
+
+
 class DockerPeer:
     def __init__(self, backend: DockerBackend, spec: PeerSpec) -> None:
         self.name = spec.name
@@ -149,11 +163,31 @@ class DockerPeer:
         self.spec = spec
         client = backend.client
         tmpfs = {GAMES: f"size={spec.games_tmpfs}"} if spec.games_tmpfs else None
-        if tmpfs and spec.fixture:
+        if tmpfs and (spec.fixture or spec.power):
             raise RuntimeError("a tmpfs /games cannot be seeded (docker cp cannot reach tmpfs)")
+        self.games, self.state = GAMES, STATE
+        options: dict[str, Any] = {
+            "command": ["--games-dir", GAMES, "--state-dir", STATE, *spec.peer_args()],
+            "environment": spec.env,
+        }
+        if spec.power:
+            self.games = f"{POWER_MOUNT}/{powerfs.MOUNT_GAMES}"
+            self.state = f"{POWER_MOUNT}/{powerfs.MOUNT_STATE}"
+            # The peer drops every capability (setpriv) before it runs: SYS_ADMIN is for the
+            # mount alone. /games and /state seed the disk on its first boot.
+            peer_argv = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", "lanpeer"]
+            peer_argv += ["--games-dir", self.games, "--state-dir", self.state, *spec.peer_args()]
+            seeds = {powerfs.MOUNT_GAMES: GAMES, powerfs.MOUNT_STATE: STATE}
+            argv = powerfs.run_argv("python3", "powerfs", POWER_DISK, POWER_MOUNT, seeds, peer_argv)
+            options = {
+                "entrypoint": argv[:1],
+                "command": argv[1:],
+                "environment": {**spec.env, "PYTHONPATH": POWER_CODE},
+                "devices": ["/dev/fuse:/dev/fuse:rwm"],
+                "cap_add": ["SYS_ADMIN"],
+            }
         self.container = client.containers.create(
             backend.image,
-            command=["--games-dir", GAMES, "--state-dir", STATE, *spec.peer_args()],
             stdin_open=True,
             tty=False,
             detach=True,
@@ -161,11 +195,13 @@ class DockerPeer:
             hostname=spec.name,
             labels={**backend.labels, "lanpeer.peer": spec.name},
             tmpfs=tmpfs,
-            environment=spec.env,
+            **options,
         )
         if spec.fixture:
             with open(_fixture_tar(spec.fixture), "rb") as tar:
                 self.container.put_archive(GAMES, tar)
+        if spec.power:
+            self.container.put_archive("/", _powerfs_tar())
         self._sock: Any = None
 
     def start(self, sink: LineSink) -> None:
@@ -234,6 +270,15 @@ class DockerPeer:
             return None
         return int(self.container.attrs["State"]["ExitCode"])
 
+    def arm_power_cut(self, syncs: int) -> None:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            data = str(syncs).encode()
+            info = tarfile.TarInfo(f"{POWER_DISK.lstrip('/')}/{powerfs.ARM}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        self.container.put_archive("/", out.getvalue())  # a stopped container takes it too
+
     def pause(self) -> None:
         self.container.pause()
 
@@ -251,10 +296,10 @@ class DockerPeer:
         return int(rc), body if rc == 0 else body + (stderr or b"")
 
     def path(self, rel: str) -> str:
-        return f"{GAMES}/{rel}"
+        return f"{self.games}/{rel}"
 
     def state_path(self, rel: str) -> str:
-        return f"{STATE}/{rel}"
+        return f"{self.state}/{rel}"
 
 
 class DockerBackend:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from harness import powerfs
 from harness.backends.base import LineSink, PeerSpec
 from harness.fixtures_builder import fixture_path
 from harness.peer import PeerHandle
@@ -53,6 +54,15 @@ class LocalPeer:
         self.games.mkdir(parents=True)
         if spec.fixture:
             shutil.copytree(fixture_path(spec.fixture), self.games, dirs_exist_ok=True)
+        self.mount: Path | None = None
+        if spec.power:  # the seeds above stay as they are; the peer runs on the mount
+            self.mount, self.disk = workdir / "power", workdir / "disk"
+            self.seeds = {
+                powerfs.MOUNT_GAMES: str(self.games),
+                powerfs.MOUNT_STATE: str(self.state),
+            }
+            self.games = self.mount / powerfs.MOUNT_GAMES
+            self.state = self.mount / powerfs.MOUNT_STATE
 
     def start(self, sink: LineSink) -> None:
         argv = [
@@ -67,12 +77,20 @@ class LocalPeer:
             f"{self.host}:0",
             *self.spec.peer_args(),
         ]
+        if self.mount is not None:
+            self._unmount()  # what a power cut left of the last mount
+            argv = powerfs.run_argv(
+                sys.executable, "harness.powerfs", str(self.disk), str(self.mount), self.seeds, argv
+            )
+        # A session of its own: a kill takes the whole group (a power peer's mount daemon, an
+        # unrar child) as a container's does.
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, **self.spec.env},
+            start_new_session=True,
         )
         assert self.proc.stdout and self.proc.stderr
         for stream, name in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr")):
@@ -88,8 +106,20 @@ class LocalPeer:
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)  # also ends a stopped (paused) process
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # also ends stopped (paused) ones
             self.proc.wait(timeout=30)
+
+    def _unmount(self) -> None:
+        """Detach a mount whose daemon died (a power cut); nothing when none is there. (A dead
+        FUSE mount fails every stat, so os.path.ismount cannot tell.)"""
+        if self.mount is not None:
+            subprocess.run(
+                ["fusermount3", "-u", "-z", str(self.mount)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
 
     def exited(self) -> bool:
         return self.proc is None or self.proc.poll() is not None
@@ -98,7 +128,8 @@ class LocalPeer:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # a paused peer cannot act on SIGTERM
+            with contextlib.suppress(ProcessLookupError):  # a paused peer cannot act on SIGTERM
+                os.killpg(self.proc.pid, signal.SIGCONT)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
@@ -111,16 +142,22 @@ class LocalPeer:
         code = None if self.proc is None else self.proc.poll()
         return None if code is None else (128 - code if code < 0 else code)
 
+    def arm_power_cut(self, syncs: int) -> None:
+        assert self.mount is not None, f"{self.name} is not a power peer"
+        self.disk.mkdir(parents=True, exist_ok=True)
+        (self.disk / powerfs.ARM).write_text(str(syncs))
+
     def pause(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
+        os.killpg(self.proc.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self.kill()
+        self._unmount()
 
     def run(self, argv: list[str]) -> tuple[int, bytes]:
         if argv and argv[0] == "python3":

@@ -159,6 +159,8 @@ def _lab_mark(action: dict[str, Any], names: dict[str, str]) -> Mark:
         return Mark(t, "throttle", f"{peer} throttled {mib}", detail, peer)
     if what == "take-identity":
         return Mark(t, "file", f"{peer} takes {_text(action.get('of'))}'s identity", detail, peer)
+    if what == "power-cut":  # a kill that also loses what was never fsynced (powerfs)
+        return Mark(t, "kill", f"power cut {peer}", detail, peer)
     if what == "wait-timed-out":
         return Mark(t, "failed", f"{peer} wait timed out", detail, peer)
     if what == "failed":
