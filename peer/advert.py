@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peer.blocking import in_thread
 from peer.catalog import Catalog
+from peer.install import prepare_games_dir
 from peer.library import scan_library
 from peer.output import Emit
 from peer.protocol import GameSummary, LibraryDelta
@@ -60,6 +62,12 @@ class LocalLibrary:
             {**g.to_json(), "catalog_version": self._catalog.get(g.game_id)}
             for g in self.games.values()
         ]
+
+    async def recover(self, fixtures: tuple[str, ...]) -> None:
+        """At start: seed `--fixture` games and finish or undo what a crash or power cut
+        interrupted in any game root, reporting each (`install-recovered`)."""
+        for fields in await in_thread(prepare_games_dir, self.games_dir, fixtures, self._catalog):
+            self._emit("install-recovered", **fields)
 
     def rescan(self, force_event: bool = False) -> None:
         """Read the games root again; report a change to the user and to the peers."""

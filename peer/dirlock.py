@@ -12,14 +12,18 @@ import os
 from pathlib import Path
 
 from peer.errors import PeerError
+from peer.files import made_durable
 
 LOCK_NAME = ".lanpeer.lock"  # starts with a dot: never taken for a game ID
 
 
 def made(directory: Path) -> Path:
-    """`directory`, created if missing; a refusal if it cannot be (e.g. it is a file)."""
+    """`directory`, created if missing (durably: it outlives a power cut, as the identity and
+    games written into it must); a refusal if it cannot be (e.g. it is a file)."""
     try:
+        existing = next(p for p in (directory, *directory.parents) if p.exists())
         directory.mkdir(parents=True, exist_ok=True)
+        made_durable(directory, existing)
     except OSError as exc:
         raise PeerError("bad-path", f"cannot use {directory} as a directory: {exc}") from None
     return directory

@@ -38,6 +38,7 @@ Event = Literal[
     "install-failed",
     "uninstall-finished",
     "uninstall-failed",
+    "install-recovered",
 ]
 
 EVENTS: Final[frozenset[str]] = frozenset(get_args(Event))

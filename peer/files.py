@@ -69,6 +69,50 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# Durability, as a power cut tests it (the lab's powerfs): a file's bytes survive only once the
+# file is fsynced, and a name (create, rename, unlink, mkdir) only once its directory is. A kill
+# keeps both in the page cache, so only a power cut finds a missing sync.
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """rename(tmp, path), then sync the directory: the new name is then what survives a power
+    cut. `tmp` must already be synced (write_file does)."""
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def made_durable(path: Path, top: Path) -> None:
+    """Sync the directories from `path` up to `top` (exclusive), each in its parent: a folder we
+    just created (mkdir -p) exists after a power cut only once its parent is synced."""
+    here = path
+    while here != top and top in here.parents:
+        fsync_dir(here.parent)
+        here = here.parent
+
+
+def sync_names(top: Path) -> None:
+    """Make every name in a tree we made durable: each directory's entries, deepest first,
+    `top` included (not the files' bytes)."""
+    for dirpath, _dirnames, _filenames in os.walk(top, topdown=False):
+        fsync_dir(Path(dirpath))
+
+
+def sync_tree(top: Path) -> None:
+    """Make a tree we wrote durable: every regular file's bytes, then every name. Before the
+    rename that publishes it (an install's staging becoming `local/`). Links and special files
+    are left as they are."""
+    for dirpath, _dirnames, filenames in os.walk(top):
+        for name in filenames:
+            full = Path(dirpath, name)
+            if is_kind(full, directory=False):
+                fd = open_regular(full)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+    sync_names(top)
+
+
 def is_kind(path: Path, directory: bool) -> bool:
     """Whether `path` is, without following a link, a real directory (or a regular file)."""
     try:

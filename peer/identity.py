@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from peer.errors import PeerError
-from peer.files import clear_wrong_kind, read_small_file, write_file
+from peer.files import clear_wrong_kind, read_small_file, replace_durably, write_file
 
 MAX_STATE_FILE = 64 * 1024  # an identity.json, key or certificate is a few hundred bytes
 
@@ -47,7 +46,7 @@ def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     clear_wrong_kind(tmp, directory=False)  # a FIFO or link left there must not stall or redirect
     write_file(tmp, data, 0o600)
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 def _make_certificate() -> tuple[bytes, bytes]:

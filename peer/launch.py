@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from peer.errors import PeerError
-from peer.files import clear_wrong_kind, read_small_file, write_file
+from peer.files import clear_wrong_kind, read_small_file, replace_durably, write_file
 
 ACCOUNT_FILE = "account_name.txt"
 LANGUAGE_FILE = "language.txt"
@@ -62,7 +62,7 @@ def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".lanpeer-tmp")
     clear_wrong_kind(tmp, directory=False)
     write_file(tmp, data)
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 def _linked(local_dir: Path) -> bool:

@@ -23,14 +23,12 @@ import structlog
 
 from peer import console
 from peer.advert import LocalLibrary
-from peer.blocking import in_thread
 from peer.commands import Command
 from peer.dirlock import DirLock, check_apart, made
 from peer.discovery import Discovery, advertised_host, should_dial
 from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.identity import Identity, load_or_create_identity
-from peer.install import prepare_games_dir
 from peer.links import Links
 from peer.operations import Operations
 from peer.output import Emit
@@ -134,7 +132,7 @@ class Node:
         self.identity = load_or_create_identity(s.state_dir)
         self.library.peer_id = self.links.peer_id = self.peer_id
         self._locks.append(DirLock(self.library.games_dir))
-        await in_thread(prepare_games_dir, self.library.games_dir, s.fixtures, s.catalog)
+        await self.library.recover(s.fixtures)
         self.links.endpoint = ControlEndpoint(
             self.identity,
             self.links.handle,

@@ -15,7 +15,8 @@ SENTINEL = "version.ini"
 SENTINEL_TMP = ".version.ini.tmp"
 LOCAL_DIR = "local"
 STAGING_DIR = ".local.installing"
-BACKUP_DIR = ".local.backup"
+BACKUP_DIR = ".local.backup"  # an update's old install, parked until the new one is in place
+REMOVING_DIR = ".local.removing"  # an uninstalled install, being deleted (never restored)
 OWNED_MARKER = ".lanspread_owned"
 PROGRESS = ".lanpeer-progress"  # a download's verified chunks, for resuming it (transfer.resume)
 SCRATCH_DIR = ".lanpeer-endgame"  # end-game duplicates land here, never in the game's files
@@ -27,6 +28,7 @@ RESERVED_ROOT_NAMES = frozenset(
         LOCAL_DIR,
         STAGING_DIR,
         BACKUP_DIR,
+        REMOVING_DIR,
         SENTINEL_TMP,
         PROGRESS,
         SCRATCH_DIR,

@@ -18,6 +18,7 @@ from peer.files import (
     open_regular,
     read_small_file,
     remove_any,
+    sync_names,
     write_file,
 )
 from peer.install import KEPT_ON_CANCEL, remove_tree
@@ -96,9 +97,10 @@ def prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
     if root.is_symlink():
         raise PeerError("bad-path", f"{root.name} is a symlink; refusing to write through it")
     root.mkdir(parents=True, exist_ok=True)
-    for stale in (SENTINEL, SENTINEL_TMP):
-        remove_any(root / stale)  # whatever kind of thing it is, even a directory
-    for own in BOOKKEEPING:
+    remove_any(root / SENTINEL)  # whatever kind of thing it is, even a directory
+    # The staged sentinel is one of the download's chunks: a resume keeps it as it keeps the
+    # others (re-hashed before it counts), or the record would claim a chunk we deleted.
+    for own in (*BOOKKEEPING, SENTINEL_TMP):
         clear_wrong_kind(root / own, directory=False)
     remove_any(root / SCRATCH_DIR)  # an end game's leftovers (a kill mid-copy): never trusted
     _prune(root, {SENTINEL_TMP if f.path == SENTINEL else f.path for f in files})
@@ -112,6 +114,10 @@ def prepare_root(root: Path, files: tuple[FileDescriptor, ...]) -> None:
             os.ftruncate(fd, f.size)
         finally:
             os.close(fd)
+    # Every name made above must outlive a power cut before a chunk written under it is
+    # recorded as verified: the root's folders, and the root in the games dir.
+    sync_names(root)
+    fsync_dir(root.parent)
 
 
 # Our own files in a root; anything else at these names (a directory, a FIFO, a link) is removed

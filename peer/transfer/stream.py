@@ -24,6 +24,7 @@ from typing import Any
 
 from peer.blocking import in_thread
 from peer.errors import PeerError
+from peer.files import fsync_dir, sync_tree
 from peer.paths import LOCAL_DIR, STAGING_DIR
 from peer.protocol import (
     ArchiveEntry,
@@ -76,11 +77,15 @@ def discard_staging(root: Path, keep_root: bool = False) -> None:
 
 
 def promote(root: Path) -> None:
-    """The install's commit point: staging becomes `local/` by one rename."""
+    """The install's commit point: staging, synced whole, becomes `local/` by one rename, then
+    the root and its name in the games dir are synced: the install outlives a power cut."""
     local = root / LOCAL_DIR
     if local.exists() or local.is_symlink():
         raise PeerError("install-failed", f"{root.name}/{LOCAL_DIR} appeared during the stream")
+    sync_tree(root / STAGING_DIR)
     os.rename(root / STAGING_DIR, local)
+    fsync_dir(root)
+    fsync_dir(root.parent)
 
 
 class _Receiver:
