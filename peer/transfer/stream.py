@@ -39,8 +39,6 @@ from peer.transfer.disk import LocalWriteError, figures, write_all
 from peer.transfer.plan import validate_descriptors
 from peer.transfer.sources import FetchContext, Source, collect_offers, refusal, source_event
 
-STREAM_READY = True  # the streamed install is complete (the scenario helpers poll for this)
-
 
 def _listings_of(game_id: str) -> Callable[[Reply], tuple[ArchiveListing, ...]]:
     def read(reply: Reply) -> tuple[ArchiveListing, ...]:
