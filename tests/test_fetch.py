@@ -34,11 +34,11 @@ from peer.protocol import (
     StreamRequest,
 )
 from peer.transfer import disk, fetch
-from peer.transfer.fetch import download_game
+from peer.transfer.fetch import FetchSettings, download_game
 from peer.transfer.lane import ChunkSink
 from peer.transfer.plan import chunks_of
 from peer.transfer.serve import DescriptorCache
-from peer.transfer.sources import FetchSettings, Source
+from peer.transfer.sources import Source
 
 GAME = "g1"
 # For the end game's tests: rates count from the first report and an idle source looks again
@@ -913,70 +913,6 @@ async def test_a_games_dir_that_is_a_file_is_write_failed(
     assert err.code == "write-failed"
     assert err.message.startswith(f"cannot prepare {GAME}: ")
     assert ctx.lane.requests == []
-
-
-# -- the figures of download-finished, and writes the disk takes in part ---------------------------
-
-
-def test_finished_figures_are_milliseconds_and_rates_to_three_decimals(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("peer.transfer.disk.time.monotonic", lambda: 1000.0)
-    result = disk.figures(3_000_001, 1000.0 - 0.1234567, 5, {"a:4000": 3_000_001})
-    mib_per_s = 3_000_001 / disk.MIB / 0.1234567
-    assert result == {
-        "bytes": 3_000_001,
-        "duration_ms": 123.457,
-        "mib_per_s": round(mib_per_s, 3),
-        "mbit_per_s": round(mib_per_s * 8.388608, 3),
-        "chunks": 5,
-        "bytes_per_source": {"a:4000": 3_000_001},
-    }
-    assert (result["mib_per_s"], result["mbit_per_s"]) == (23.174, 194.4)
-
-
-def test_an_instant_transfer_reports_finite_figures(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("peer.transfer.disk.time.monotonic", lambda: 50.0)
-    result = disk.figures(disk.MIB, 50.0, 1, {})
-    assert result["duration_ms"] == 0.001
-    assert result["mib_per_s"] == 1_000_000.0
-
-
-def test_a_partial_write_continues_where_it_stopped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_pwrite = os.pwrite
-
-    def three_at_a_time(fd: int, data: bytes, offset: int) -> int:
-        return real_pwrite(fd, bytes(data[:3]), offset)
-
-    monkeypatch.setattr(os, "pwrite", three_at_a_time)
-    path = tmp_path / "f"
-    path.write_bytes(b"." * 20)
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        disk.write_all(fd, b"0123456789", 5)
-    finally:
-        os.close(fd)
-    assert path.read_bytes() == b"....." + b"0123456789" + b"....."
-
-
-def test_a_disk_that_accepts_nothing_is_an_io_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[int] = []
-
-    def nothing(fd: int, data: bytes, offset: int) -> int:
-        calls.append(offset)
-        if len(calls) > 3:
-            raise AssertionError("write_all kept retrying a disk that takes nothing")
-        return 0
-
-    monkeypatch.setattr(os, "pwrite", nothing)
-    with pytest.raises(OSError) as caught:
-        disk.write_all(99, b"data", 0)
-    assert (caught.value.errno, caught.value.strerror) == (errno.EIO, "the disk accepted no bytes")
-    assert calls == [0]
 
 
 def open_fds() -> set[str]:

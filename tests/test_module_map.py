@@ -56,6 +56,24 @@ def test_the_node_stays_thin() -> None:
     assert len((PEER / "node.py").read_text().splitlines()) <= 250
 
 
+def reached(name: str, edges: dict[str, set[str]]) -> set[str]:
+    """Every peer module `name` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for dep in edges[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+def test_a_streamed_install_borrows_nothing_from_the_download() -> None:
+    """The two transfers share `transfer/sources.py` (and the pure planner's vote), not each
+    other's modules: a third kind of transfer starts from the same place."""
+    download_only = {f"peer.transfer.{m}" for m in ("fetch", "copies", "disk", "resume")}
+    assert reached("peer.transfer.stream", graph()) & download_only == set()
+
+
 def test_there_are_no_import_cycles() -> None:
     edges = graph()
     state: dict[str, str] = {}

@@ -14,7 +14,7 @@ import pytest
 from nodes import CATALOG, Start, nodes_in, ready
 from nodes import CHUNK as CHUNK_NODE
 
-from peer.files import open_regular
+from peer.files import open_regular, write_all
 from peer.install import install_game, recover
 from peer.launch import ACCOUNT_FILE, MARKER, apply_launch_settings
 from peer.paths import BACKUP_DIR, LOCAL_DIR, PROGRESS, SENTINEL, SENTINEL_TMP, STAGING_DIR
@@ -75,7 +75,7 @@ def download(root: Path, files: tuple[FileDescriptor, ...]) -> None:
         data = (src / chunk.path).read_bytes()[chunk.offset : chunk.offset + chunk.length]
         fd = open_regular(disk.target_path(root, chunk.path), os.O_WRONLY)
         try:
-            disk.write_all(fd, data, chunk.offset)
+            write_all(fd, data, chunk.offset)
         finally:
             os.close(fd)
         progress = Progress(progress.game_id, progress.descriptors, progress.verified | {i})
