@@ -11,24 +11,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import CATALOG, Peer, Start, nodes_in, ready
+from nodes import CATALOG, Peer, Start, ready
 
 from peer.paths import SENTINEL
 from peer.transfer import sources
 from peer.transfer.gather import gather_with_grace
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 def seed(peer: Peer, bad_name: bool = False) -> None:
