@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 Record = dict[str, Any]
@@ -31,6 +31,15 @@ def _matches(record: Record, where: Where) -> bool:
     if callable(where):
         return bool(where(record))
     return all(record.get(k) == v for k, v in where.items())
+
+
+def _is_event(record: Record, names: Collection[str] | None, where: Where) -> bool:
+    """Whether `record` is an event named one of `names` (any, for None) matching `where`."""
+    return (
+        record.get("type") == "event"
+        and (names is None or record.get("event") in names)
+        and _matches(record, where)
+    )
 
 
 class Transcript:
@@ -126,10 +135,7 @@ class Transcript:
         """Wait for an event named `event` (matching `where`) at or after cursor `since`."""
 
         def find() -> Record | None:
-            for r in self.records[since:]:
-                if r.get("type") == "event" and r.get("event") == event and _matches(r, where):
-                    return r
-            return None
+            return next((r for r in self.records[since:] if _is_event(r, (event,), where)), None)
 
         return self._wait_for(find, f"event {event} where {where}", timeout)
 
@@ -153,10 +159,7 @@ class Transcript:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Record:
         def find() -> Record | None:
-            for r in self.records[since:]:
-                if r.get("type") == "event" and r.get("event") in names and _matches(r, where):
-                    return r
-            return None
+            return next((r for r in self.records[since:] if _is_event(r, names, where)), None)
 
         return self._wait_for(find, f"one of {names} where {where}", timeout)
 
@@ -186,13 +189,7 @@ class Transcript:
     ) -> list[Record]:
         with self._cond:
             window = self.records[since:until]
-        return [
-            r
-            for r in window
-            if r.get("type") == "event"
-            and (name is None or r.get("event") == name)
-            and _matches(r, where)
-        ]
+        return [r for r in window if _is_event(r, None if name is None else (name,), where)]
 
     def no_event_since(
         self, event: str, since: int = 0, until: int | None = None, where: Where = None
@@ -212,11 +209,7 @@ class Transcript:
         self._act("watch", event=event, seconds=seconds)
         with self._cond:
             while True:
-                hits = [
-                    r
-                    for r in self.records[since:]
-                    if r.get("type") == "event" and r.get("event") == event and _matches(r, where)
-                ]
+                hits = [r for r in self.records[since:] if _is_event(r, (event,), where)]
                 assert not hits, (
                     f"peer {self.name}: {event} within the {seconds}s watched: {hits[:2]}\n"
                     + self.context()
