@@ -15,7 +15,8 @@ from typing import Any
 
 from harness.backends.base import Backend, PeerSpec
 from harness.nemesis import Nemesis
-from harness.peer import DEFAULT_TIMEOUT, PeerHandle
+from harness.peer import PeerHandle
+from harness.waiting import DEFAULT_TIMEOUT
 
 
 class Lab:

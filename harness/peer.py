@@ -1,10 +1,9 @@
-"""The handle a scenario holds for one peer: send commands, wait for events, inspect files.
+"""The handle a scenario holds for one peer: send commands, run its process, inspect its files.
 
-Every wait has a timeout, and every failed wait explains itself with the peer's last records and
-its stderr tail. Records are kept from the peer's first line, so "no event X happened" can be
-asserted over a whole window, not only the tail seen after some point. What the lab itself does
-to the peer (start, kill, restart, commands, file mutations, a wait that timed out) is kept in
-`actions`, so the run report can draw it beside what the peer said.
+The waits on what the peer says (`expect`, `no_event_since`, `mark` and their kin) are
+harness/waiting.py's `Transcript`, which the handle is. What the lab itself does to the peer
+(start, kill, restart, commands, file mutations) is kept in `actions` beside them, so the run
+report can draw it next to what the peer said.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +23,10 @@ from harness.manifest import (
     rar_members_script,
     remote_script,
 )
+from harness.waiting import DEFAULT_TIMEOUT, Record, Transcript
 
-Record = dict[str, Any]
-Where = Mapping[str, Any] | Callable[[Record], bool] | None
+POWER_CUT = "powerfs-power-cut"  # powerfs's line on stderr as it cuts an armed peer's power
 
-DEFAULT_TIMEOUT = 60.0
 STOP_GRACE = 20.0  # how long a peer may take to exit after SIGTERM before it counts as hung
 
 _WRITE_EXECUTABLE = (
@@ -60,154 +56,20 @@ class PeerCommandError(AssertionError):
         self.code = str(record.get("code"))
 
 
-def _matches(record: Record, where: Where) -> bool:
-    if where is None:
-        return True
-    if callable(where):
-        return bool(where(record))
-    return all(record.get(k) == v for k, v in where.items())
+class PeerHandle(Transcript):
+    """One peer of a scenario: its commands, its process and the files in its world."""
 
-
-class PeerHandle:
     def __init__(self, process: PeerProcess, spec: PeerSpec) -> None:
+        super().__init__(spec.name)
         self.process = process
         self.spec = spec
-        self.name = spec.name
-        self.records: list[Record] = []
-        self.stderr: list[str] = []
-        self.garbage: list[str] = []  # stdout lines that were not JSON records (must stay empty)
-        self.actions: list[Record] = []  # what the lab did to this peer, for the timeline
-        self._cond = threading.Condition()
         self._ids = itertools.count(1)
-        self.addr = ""
         self.peer_id = ""
         self.endings: list[Ending] = []  # each run of the process that has ended, in order
         self.expected_errors: set[str] = set()  # error-level log events the scenario causes
         self._killed = False  # this run was SIGKILLed by the lab
         self._thawed = threading.Event()  # cleared while the lab holds the peer paused
         self._thawed.set()
-
-    # -- plumbing ------------------------------------------------------------------------------
-
-    def _sink(self, stream: str, line: str) -> None:
-        with self._cond:
-            if stream == "stderr":
-                self.stderr.append(line)
-            else:
-                try:
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError
-                except ValueError:
-                    self.garbage.append(line)
-                else:
-                    record["_t"] = time.monotonic()
-                    self.records.append(record)
-            self._cond.notify_all()
-
-    def _act(self, action: str, **fields: Any) -> None:
-        """Record one thing the lab did to this peer, timed on the records' clock."""
-        with self._cond:
-            self.actions.append({"_t": time.monotonic(), "action": action, **fields})
-
-    def start(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Start the peer and wait until it is ready to be connected to."""
-        self._start("start", timeout)
-
-    def _start(self, action: str, timeout: float) -> None:
-        rate = _flag(self.spec.args, "--max-upload-rate")
-        self._act(action, args=self.spec.peer_args())
-        if rate is not None:
-            self._act("throttle", max_upload_rate=rate)
-        since = self.mark()
-        self._killed = False
-        self.process.start(self._sink)
-        ready = self.expect("local-peer-ready", since=since, timeout=timeout)
-        self.addr, self.peer_id = ready["addr"], ready["peer_id"]
-
-    def start_into_power_cut(self, syncs: int, timeout: float = DEFAULT_TIMEOUT) -> Record:
-        """First start of a power peer with the cut armed at its `syncs`-th sync: the cut's
-        line, or `local-peer-ready` if the start needed fewer syncs (the cut is then disarmed)."""
-        armed = self.arm_power_cut(syncs)
-        self._act("start", args=self.spec.peer_args())
-        self._killed = False
-        self.process.start(self._sink)
-        end = self.power_cut_or(armed, ("local-peer-ready",), since=0, timeout=timeout)
-        if end.get("event") == "local-peer-ready":
-            self.addr, self.peer_id = end["addr"], end["peer_id"]
-            self.disarm_power_cut()
-        return end
-
-    def context(self, last: int = 25) -> str:
-        """The peer's recent records and stderr, for failure messages."""
-        with self._cond:
-            recs = [
-                json.dumps({k: v for k, v in r.items() if k != "_t"})[:400]
-                for r in self.records[-last:]
-            ]
-            err = self.stderr[-15:]
-            garbage = self.garbage[-5:]
-        parts = [f"--- peer {self.name} ({self.addr}) last {len(recs)} records:", *recs]
-        parts += [f"--- stderr tail ({len(err)} lines):", *err]
-        if garbage:
-            parts += ["--- non-JSON stdout:", *garbage]
-        return "\n".join(parts)
-
-    def wait_for_record(
-        self, where: Callable[[Record], bool], since: int, what: str, timeout: float
-    ) -> Record:
-        """The first record from `since` on for which `where` holds; fails after `timeout`."""
-
-        def find() -> Record | None:
-            return next((r for r in self.records[since:] if where(r)), None)
-
-        return self._wait_for(find, what, timeout)
-
-    def write_executable(self, path: str, text: str) -> None:
-        """Write an executable script at `path` in this peer's world (see Backend.scratch)."""
-        self._act("write", path=path, bytes=len(text), executable=True)
-        rc, out = self._exec(["python3", "-c", _WRITE_EXECUTABLE, path, text])
-        assert rc == 0, f"cannot write {path} in {self.name}'s world: {out!r}"
-
-    def expect_log(self, event: str, timeout: float = DEFAULT_TIMEOUT, **where: Any) -> Record:
-        """Wait for a structlog line on the peer's stderr (its `event` and fields `where`)."""
-
-        def find() -> Record | None:
-            for line in self.stderr:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if (
-                    isinstance(record, dict)
-                    and record.get("event") == event
-                    and all(record.get(k) == v for k, v in where.items())
-                ):
-                    return record
-            return None
-
-        return self._wait_for(find, f"log line {event!r} {where}", timeout)
-
-    def mark(self) -> int:
-        """A cursor: the number of records seen so far."""
-        with self._cond:
-            return len(self.records)
-
-    def _wait_for(self, find: Callable[[], Record | None], what: str, timeout: float) -> Record:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                found = find()
-                if found is not None:
-                    return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._act("wait-timed-out", what=what, timeout_s=timeout)
-                    raise AssertionError(
-                        f"peer {self.name}: timed out after {timeout}s waiting for {what}\n"
-                        + self.context()
-                    )
-                self._cond.wait(remaining)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -219,13 +81,10 @@ class PeerHandle:
         since = self.mark()
         self.write_line(line)
 
-        def find() -> Record | None:
-            for r in self.records[since:]:
-                if r.get("type") in ("result", "error") and r.get("id") == request_id:
-                    return r
-            return None
+        def reply(r: Record) -> bool:
+            return r.get("type") in ("result", "error") and r.get("id") == request_id
 
-        return self._wait_for(find, f"the reply to {line}", timeout)
+        return self.wait_for_record(reply, since, f"the reply to {line}", timeout)
 
     def send(self, cmd: str, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> Any:
         """Send a command and return its result data; an error record fails the test."""
@@ -244,97 +103,6 @@ class PeerHandle:
 
     def write_line(self, line: str) -> None:
         self.process.write((line + "\n").encode())
-
-    # -- events --------------------------------------------------------------------------------
-
-    def events(
-        self, name: str | None = None, since: int = 0, until: int | None = None, where: Where = None
-    ) -> list[Record]:
-        with self._cond:
-            window = self.records[since:until]
-        return [
-            r
-            for r in window
-            if r.get("type") == "event"
-            and (name is None or r.get("event") == name)
-            and _matches(r, where)
-        ]
-
-    def expect(
-        self, event: str, where: Where = None, since: int = 0, timeout: float = DEFAULT_TIMEOUT
-    ) -> Record:
-        """Wait for an event named `event` (matching `where`) at or after cursor `since`."""
-
-        def find() -> Record | None:
-            for r in self.records[since:]:
-                if r.get("type") == "event" and r.get("event") == event and _matches(r, where):
-                    return r
-            return None
-
-        return self._wait_for(find, f"event {event} where {where}", timeout)
-
-    def expect_sequence(
-        self, *events: str, where: Where = None, since: int = 0, timeout: float = DEFAULT_TIMEOUT
-    ) -> list[Record]:
-        """Wait for `events` to appear in this order (other events may come between)."""
-        found = []
-        cursor = since
-        for name in events:
-            record = self.expect(name, where=where, since=cursor, timeout=timeout)
-            found.append(record)
-            cursor = self.records.index(record) + 1
-        return found
-
-    def expect_one_of(
-        self,
-        names: tuple[str, ...],
-        where: Where = None,
-        since: int = 0,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> Record:
-        def find() -> Record | None:
-            for r in self.records[since:]:
-                if r.get("type") == "event" and r.get("event") in names and _matches(r, where):
-                    return r
-            return None
-
-        return self._wait_for(find, f"one of {names} where {where}", timeout)
-
-    def index(self, record: Record) -> int:
-        with self._cond:
-            return next(i for i, r in enumerate(self.records) if r is record)
-
-    def no_event_since(
-        self, event: str, since: int = 0, until: int | None = None, where: Where = None
-    ) -> None:
-        """Assert that `event` never happened in records[since:until] (the whole window)."""
-        hits = self.events(event, since=since, until=until, where=where)
-        assert not hits, (
-            f"peer {self.name}: unexpected {event} in records[{since}:{until}]: {hits[:3]}\n"
-            + self.context()
-        )
-
-    def stays_without(self, event: str, seconds: float, where: Where = None) -> None:
-        """Watch the peer for `seconds` and fail the moment `event` appears: for "X does not
-        happen while ...", where the window itself is the claim (not a sleep before a look)."""
-        since = self.mark()
-        deadline = time.monotonic() + seconds
-        self._act("watch", event=event, seconds=seconds)
-        with self._cond:
-            while True:
-                hits = [
-                    r
-                    for r in self.records[since:]
-                    if r.get("type") == "event" and r.get("event") == event and _matches(r, where)
-                ]
-                assert not hits, (
-                    f"peer {self.name}: {event} within the {seconds}s watched: {hits[:2]}\n"
-                    + self.context()
-                )
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                self._cond.wait(remaining)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -429,6 +197,34 @@ class PeerHandle:
 
     # -- process -------------------------------------------------------------------------------
 
+    def start(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Start the peer and wait until it is ready to be connected to."""
+        self._start("start", timeout)
+
+    def _start(self, action: str, timeout: float) -> None:
+        rate = _flag(self.spec.args, "--max-upload-rate")
+        self._act(action, args=self.spec.peer_args())
+        if rate is not None:
+            self._act("throttle", max_upload_rate=rate)
+        since = self.mark()
+        self._killed = False
+        self.process.start(self._sink)
+        ready = self.expect("local-peer-ready", since=since, timeout=timeout)
+        self.addr, self.peer_id = ready["addr"], ready["peer_id"]
+
+    def start_into_power_cut(self, syncs: int, timeout: float = DEFAULT_TIMEOUT) -> Record:
+        """First start of a power peer with the cut armed at its `syncs`-th sync: the cut's
+        line, or `local-peer-ready` if the start needed fewer syncs (the cut is then disarmed)."""
+        armed = self.arm_power_cut(syncs)
+        self._act("start", args=self.spec.peer_args())
+        self._killed = False
+        self.process.start(self._sink)
+        end = self.power_cut_or(armed, ("local-peer-ready",), since=0, timeout=timeout)
+        if end.get("event") == "local-peer-ready":
+            self.addr, self.peer_id = end["addr"], end["peer_id"]
+            self.disarm_power_cut()
+        return end
+
     def kill(self) -> None:
         self._act("kill")
         self._kill()
@@ -458,34 +254,14 @@ class PeerHandle:
         self.process.arm_power_cut(0)
 
     def power_cut_or(
-        self,
-        armed: int,
-        events: tuple[str, ...],
-        since: int,
-        timeout: float = DEFAULT_TIMEOUT,
-        **where: Any,
+        self, armed: int, events: tuple[str, ...], since: int, timeout: float = DEFAULT_TIMEOUT
     ) -> Record:
         """Wait for whichever comes first: the armed cut (powerfs's own line on stderr says
         which sync it took; the peer's world is then down and counted as killed by the lab, and
         that line is returned) or one of `events` from `since` on (that record is returned; the
         cut stays armed)."""
-
-        def find() -> Record | None:
-            for line in self.stderr[armed:]:
-                if '"powerfs-power-cut"' in line:
-                    cut: Record = json.loads(line)
-                    return cut
-            return next(
-                (
-                    r
-                    for r in self.records[since:]
-                    if r.get("event") in events and _matches(r, where)
-                ),
-                None,
-            )
-
-        found = self._wait_for(find, f"the armed power cut or one of {events}", timeout)
-        if found.get("event") != "powerfs-power-cut":
+        found = self.log_line_or(POWER_CUT, armed, events, since, timeout)
+        if found.get("event") != POWER_CUT:
             return found
         self._act("power-cut", sync=found.get("sync"), op=found.get("op"), path=found.get("path"))
         self._kill()  # reaps what the cut left (the container's init, the local supervisor)
@@ -587,6 +363,12 @@ class PeerHandle:
         """Create or replace a file in the games root atomically (as an external tool would)."""
         self._act("write", path=rel, bytes=len(data))
         self._put(self.process.path(rel), data)
+
+    def write_executable(self, path: str, text: str) -> None:
+        """Write an executable script at `path` in this peer's world (see Backend.scratch)."""
+        self._act("write", path=path, bytes=len(text), executable=True)
+        rc, out = self._exec(["python3", "-c", _WRITE_EXECUTABLE, path, text])
+        assert rc == 0, f"cannot write {path} in {self.name}'s world: {out!r}"
 
     def _put(self, path: str, data: bytes) -> None:
         script = (

@@ -32,11 +32,12 @@ from peer.operations import (
 )
 from peer.paths import LOCAL_DIR
 from peer.settings import Settings
-from peer.transfer.sources import FetchContext, FetchSettings, Source
+from peer.transfer.fetch import FetchSettings
+from peer.transfer.sources import Source, TransferContext
 from peer.unpack import Unpacker
 
 
-class Parts(FetchContext, Protocol):
+class Parts(TransferContext, Protocol):
     """What command handlers may use of the node."""
 
     settings: Settings

@@ -47,6 +47,16 @@ def read_small_file(path: Path, limit: int) -> bytes:
     return data
 
 
+def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """`pwrite` all of `data`: a filling disk may write part of it before it fails."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.EIO, "the disk accepted no bytes")
+        view, offset = view[written:], offset + written
+
+
 def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Create or overwrite the regular file at `path` with `data` (durably: it is replaced by a
     rename next, and must not be empty after a crash); refuses a link or special file there."""

@@ -17,14 +17,14 @@ from peer.launch import MARKER
 from peer.operations import INSTALLING, Job, Operation
 from peer.output import Emit
 from peer.paths import LOCAL_DIR
-from peer.transfer.fetch import download_game
-from peer.transfer.sources import FetchContext, FetchSettings, Source
+from peer.transfer.fetch import FetchSettings, download_game
+from peer.transfer.sources import Source, TransferContext
 from peer.transfer.stream import discard_staging, promote, stream_game
 from peer.unpack import Unpacker
 
 
 def download(
-    ctx: FetchContext,
+    ctx: TransferContext,
     settings: FetchSettings,
     games_dir: Path,
     game_id: str,
@@ -43,7 +43,7 @@ def download(
 
 
 def stream_install(
-    ctx: FetchContext, games_dir: Path, game_id: str, version: str, sources: list[Source]
+    ctx: TransferContext, games_dir: Path, game_id: str, version: str, sources: list[Source]
 ) -> Job:
     """Stream, then promote; any end but success rolls the root back to what it was."""
     root = games_dir / game_id

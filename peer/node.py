@@ -39,9 +39,9 @@ from peer.protocol import (
     LibraryDelta,
     Reply,
 )
-from peer.serving import Serving
 from peer.settings import Settings
 from peer.transfer.lane import TcpLane
+from peer.transfer.serve import Serving
 from peer.transfer.upload import Authorize, LaneServer, OpenStream, RateLimiter, serve_lane
 from peer.unpack import make_unpacker
 

@@ -63,7 +63,8 @@ def _ask_for_client_certificate(quic: QuicConnection) -> None:
 
     aioquic can do it (the client answers with the certificate it was configured with and
     signs the handshake) but only exposes the switch on the TLS context it builds when the
-    first packet arrives, so it is set right after. Pinned by tests/test_quic_identity.py.
+    first packet arrives, so it is set right after. Pinned by tests/test_quic.py
+    (`test_both_ends_prove_their_ids_in_the_handshake`).
     """
     initialize = quic._initialize
 

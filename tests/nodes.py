@@ -1,8 +1,9 @@
-"""Whole nodes in one event loop, for tests/test_node.py and tests/test_stream.py.
+"""Whole nodes in one event loop, for the tests that run live peers (test_node.py and its kin).
 
-`start(name, **settings)` (each module's fixture, over `nodes_in`) makes a node on 127.0.0.1
-with its own games and state dirs under tmp_path (a second `start` with the same name reuses
-them: a restart); `ready(peer)` starts it. Every node still running at the end is shut down.
+`start(name, **settings)` (the fixture in tests/conftest.py, over `nodes_in`) makes a node on
+127.0.0.1 with its own games and state dirs under tmp_path (a second `start` with the same name
+reuses them: a restart); `ready(peer)` starts it. Every node still running at the end is shut
+down.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ Start = Callable[..., Any]
 
 @contextlib.asynccontextmanager
 async def nodes_in(tmp_path: Path) -> AsyncIterator[Start]:
-    """The body of each test module's `start` fixture."""
+    """The body of the `start` fixture (tests/conftest.py), and of a test that wants two."""
     peers: list[Peer] = []
 
     async def start_peer(name: str, **overrides: Any) -> Peer:

@@ -1,5 +1,7 @@
-"""docs/ARCHITECTURE.md names every module of `peer/` and `harness/`, so the map a newcomer
-reads first cannot drift from the house (as tests/test_readme.py does for events and codes)."""
+"""docs/ARCHITECTURE.md names every module of `peer/` and `harness/` and no module that is gone,
+and its dependency diagram draws only real modules and the whole transfer wing, so the map a
+newcomer reads first cannot drift from the house (as tests/test_readme.py does for events and
+codes)."""
 
 from __future__ import annotations
 
@@ -28,3 +30,28 @@ def test_every_module_is_on_the_map() -> None:
         if rel not in NAMED and Path(rel).name not in NAMED
     ]
     assert missing == [], "add these to docs/ARCHITECTURE.md's tables"
+
+
+def test_the_map_names_no_module_that_is_gone() -> None:
+    """A row for a module that moved or was merged away (as `serving.py` was) is drift too."""
+    found = set()
+    for package in ("peer", "harness"):
+        found |= set(modules(package)) | {Path(rel).name for rel in modules(package)}
+    assert sorted(NAMED - found) == []
+
+
+DIAGRAM = DOC[DOC.index("cli ──> node") :].split("```")[0]
+
+
+def test_the_dependency_diagram_names_modules_that_exist() -> None:
+    """Each name the diagram draws outside its asides, and each `transfer/...` name anywhere
+    in it, is a module of peer/."""
+    bare = re.sub(r"\([^)]*\)", "", DIAGRAM).replace("everything above", "")
+    drawn = set(re.findall(r"[a-z_]+(?:/[a-z_]+)?", bare))
+    drawn |= set(re.findall(r"transfer/[a-z_]+", DIAGRAM))
+    assert sorted(m for m in drawn if not (ROOT / "peer" / f"{m}.py").is_file()) == []
+
+
+def test_the_dependency_diagram_draws_the_whole_transfer_wing() -> None:
+    wing = {f"transfer/{Path(rel).stem}" for rel in modules("peer") if rel.startswith("transfer/")}
+    assert sorted(wing - set(re.findall(r"transfer/[a-z_]+", DIAGRAM))) == []

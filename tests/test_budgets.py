@@ -28,9 +28,8 @@ from peer.protocol import (
     decode_lane_reply,
     encode,
 )
-from peer.serving import Serving
 from peer.transfer.provider import ListingCache
-from peer.transfer.serve import authorize_chunk
+from peer.transfer.serve import Serving, authorize_chunk
 from peer.transfer.upload import LaneServer, Progress, RateLimiter, SendStream, serve_lane
 
 UNRAR = shutil.which("unrar") or "unrar"

@@ -14,111 +14,70 @@ import errno
 import hashlib
 import os
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mocklane import GAME, ChunkHandler, MockContext, source
 
 from peer.errors import PeerError
 from peer.events import Event
 from peer.paths import PROGRESS, SCRATCH_DIR, check_relative_path
 from peer.protocol import (
     ChunkRequest,
-    EntryHeader,
     ErrorReply,
     GameFiles,
     GetGame,
-    GetStream,
-    Reply,
-    StreamRequest,
 )
 from peer.transfer import disk, fetch
-from peer.transfer.fetch import download_game
-from peer.transfer.lane import ChunkSink
+from peer.transfer.fetch import FetchSettings, download_game
 from peer.transfer.plan import chunks_of
 from peer.transfer.serve import DescriptorCache
-from peer.transfer.sources import FetchSettings, Source
+from peer.transfer.sources import Source
 
-GAME = "g1"
 # For the end game's tests: rates count from the first report and an idle source looks again
 # often, so a source that never sends a byte has rate 0 as soon as it was asked.
 ENDGAME = {"rate_window": 0.0, "replan_interval": 0.01}
 VERSION = "20250101"
 CHUNK = 8
-PORT = 7000
 LIMIT = 2.0  # seconds; a broken fetcher that deadlocks fails here instead of hanging the run
 
-Behaviour = Callable[[ChunkRequest], AsyncIterator[bytes]]
+Behaviour = ChunkHandler  # what a source does when asked for a chunk
 Predicate = Callable[[str, dict[str, Any]], bool]
 
 
 # -- fakes ---------------------------------------------------------------------------------------
 
 
-class FakeLane:
-    """Maps a host to a behaviour; records every request, and checks each carries its token."""
+class FakeContext(MockContext):
+    """A node as the fetcher sees it, with a look at every event as it is emitted."""
 
     def __init__(self) -> None:
-        self.behaviours: dict[str, Behaviour] = {}
-        self.requests: list[tuple[str, ChunkRequest]] = []
-
-    def entries(
-        self, host: str, port: int, request: StreamRequest
-    ) -> AsyncGenerator[EntryHeader | bytes, None]:
-        raise AssertionError("a download never asks for a stream")
-
-    async def fetch(self, host: str, port: int, request: ChunkRequest, sink: ChunkSink) -> None:
-        self.requests.append((host, request))
-        if port != PORT or request.token != f"token-{host}" or request.game_id != GAME:
-            raise PeerError("unauthorised", f"{host}: wrong port, token or game")
-        async for piece in self.behaviours[host](request):
-            sink.write(piece)
-
-    def asked(self, host: str) -> list[tuple[str, int, int]]:
-        return [(r.path, r.offset, r.length) for h, r in self.requests if h == host]
-
-
-class FakeContext:
-    """A node as the fetcher sees it: recorded events, canned GetGame replies, a fake lane."""
-
-    def __init__(self) -> None:
-        self.lane = FakeLane()
-        self.replies: dict[str, Reply | PeerError] = {}
-        self.events: list[tuple[str, dict[str, Any]]] = []
+        super().__init__(asks=GetGame)
         self.watches: list[tuple[Predicate, asyncio.Event]] = []
         self.checks: list[Callable[[], None]] = []
 
     def emit(self, event: Event, /, **fields: Any) -> None:
-        self.events.append((event, fields))
+        super().emit(event, **fields)
         for check in self.checks:
             check()
         for predicate, flag in self.watches:
             if predicate(event, fields):
                 flag.set()
 
-    async def request_peer(self, peer_id: str, message: GetGame | GetStream) -> Reply:
-        assert message.game_id == GAME
-        reply = self.replies[peer_id]
-        if isinstance(reply, PeerError):
-            raise reply
-        return reply
-
     def when(self, predicate: Predicate) -> asyncio.Event:
         flag = asyncio.Event()
         self.watches.append((predicate, flag))
         return flag
 
-    def named(self, name: str) -> list[dict[str, Any]]:
-        return [fields for event, fields in self.events if event == name]
-
     def add(self, name: str, root: Path | None, behaviour: Behaviour | None = None) -> Source:
         """A source called `name` offering the descriptors of `root` and serving `behaviour`."""
-        source = Source(f"id-{name}", f"{name}:4000", name, PORT, f"token-{name}")
+        added = source(name)
         if root is not None:
-            self.replies[source.peer_id] = GameFiles(GAME, DescriptorCache().describe(root, CHUNK))
-        self.lane.behaviours[name] = behaviour or honest(root or Path("/nonexistent"))
-        return source
+            self.replies[added.peer_id] = GameFiles(GAME, DescriptorCache().describe(root, CHUNK))
+        self.lane.chunks[name] = behaviour or honest(root or Path("/nonexistent"))
+        return added
 
 
 # -- source behaviours ---------------------------------------------------------------------------
@@ -303,7 +262,7 @@ async def test_two_honest_sources_share_the_work_and_the_copy_is_exact(
     for d in done:
         assert d["game_id"] == GAME and d["peer_addr"] in per_source
         assert d["bytes"] == min(CHUNK, (src / d["path"]).stat().st_size - d["offset"])
-    requested = [(r.path, r.offset) for _h, r in ctx.lane.requests]
+    requested = [(r.path, r.offset) for _h, r in ctx.lane.chunk_requests]
     assert sorted(requested) == sorted(keys)  # no chunk fetched twice
     assert ctx.named("download-chunk-failed") == []
     assert ctx.named("download-source-excluded") == []
@@ -395,7 +354,7 @@ async def test_fast_source_steals_the_queued_chunks_of_a_slow_one(
     }
     last = ctx.named("download-chunk-finished")[-1]
     assert (last["peer_id"], last["path"], last["offset"]) == ("id-slow", *slow_asked[:2])
-    requested = [(r.path, r.offset) for _h, r in ctx.lane.requests]
+    requested = [(r.path, r.offset) for _h, r in ctx.lane.chunk_requests]
     assert sorted(requested) == sorted(keys)  # a stolen chunk is never fetched twice
     assert ctx.named("download-source-excluded") == []
 
@@ -467,7 +426,7 @@ async def test_every_source_failing_is_sources_lost_and_nothing_looks_complete(
     assert not (games / GAME / "version.ini").exists()
     excluded = {e["peer_id"]: e["code"] for e in ctx.named("download-source-excluded")}
     assert excluded == {"id-lying": "bad-chunk", "id-dead": "peer-unreachable"}
-    assert len(ctx.lane.requests) == 2
+    assert len(ctx.lane.chunk_requests) == 2
 
 
 async def test_single_dead_source_is_sources_lost(ctx: FakeContext, games: Path, src: Path) -> None:
@@ -500,7 +459,7 @@ async def test_chunk_boundaries_and_empty_files_arrive_intact(
     assert digests(games / GAME) == digests(src)
     for rel in ("exact.bin", "plus-one.bin", "short.bin", "empty.bin", "deep/empty.bin"):
         assert (games / GAME / rel).stat().st_size == (src / rel).stat().st_size
-    asked = sorted((r.path, r.offset, r.length) for _h, r in ctx.lane.requests)
+    asked = sorted((r.path, r.offset, r.length) for _h, r in ctx.lane.chunk_requests)
     assert [x for x in asked if x[0] == "exact.bin"] == [
         ("exact.bin", 0, CHUNK),
         ("exact.bin", CHUNK, CHUNK),
@@ -563,7 +522,7 @@ async def test_outvoted_minority_never_serves_chunks(
 
     [got] = ctx.named("got-game-files")
     assert got["rejected_sources"] == ["id-l1", "id-l2"]
-    assert {h for h, _r in ctx.lane.requests} <= {"w1", "w2", "w3"}
+    assert {h for h, _r in ctx.lane.chunk_requests} <= {"w1", "w2", "w3"}
     assert set(figures["bytes_per_source"]) == {"w1:4000", "w2:4000", "w3:4000"}
     assert [s["peer_addr"] for s in got["sources"]] == ["w1:4000", "w2:4000", "w3:4000"]
     assert digests(games / GAME) == digests(src)
@@ -583,7 +542,7 @@ async def test_tie_for_first_place_is_ambiguous_and_fetches_nothing(
     err = await download_fails(ctx, games, sources)
 
     assert err.code == "ambiguous-metadata"
-    assert ctx.lane.requests == []
+    assert ctx.lane.chunk_requests == []
     assert ctx.named("got-game-files") == []
     assert not (games / GAME).exists()
 
@@ -618,7 +577,7 @@ async def test_refusing_or_unreachable_control_link_skips_that_source(
 
     skipped = {s["peer_id"]: s["code"] for s in ctx.named("download-source-skipped")}
     assert skipped == {"id-refusing": "not-servable", "id-gone": "peer-unreachable"}
-    assert {h for h, _r in ctx.lane.requests} == {"a"}
+    assert {h for h, _r in ctx.lane.chunk_requests} == {"a"}
     assert digests(games / GAME) == digests(src)
 
 
@@ -642,7 +601,7 @@ async def test_file_list_without_a_sentinel_is_bad_metadata(
     err = await download_fails(ctx, games, [a])
 
     assert err.code == "bad-metadata"
-    assert ctx.lane.requests == []
+    assert ctx.lane.chunk_requests == []
 
 
 # -- our own disk ----------------------------------------------------------------------------------
@@ -771,7 +730,7 @@ async def test_a_lie_is_reported_per_chunk_and_per_source(
 
     await download(ctx, games, [good, bad])
 
-    [(_host, asked)] = [(h, r) for h, r in ctx.lane.requests if h == "bad"]
+    [(_host, asked)] = [(h, r) for h, r in ctx.lane.chunk_requests if h == "bad"]
     reason = f"{asked.path}@{asked.offset}: bytes do not match the validated SHA-256"
     who = {"game_id": GAME, "peer_id": "id-bad", "peer_addr": "bad:4000"}
     assert ctx.named("download-chunk-failed") == [
@@ -912,71 +871,7 @@ async def test_a_games_dir_that_is_a_file_is_write_failed(
 
     assert err.code == "write-failed"
     assert err.message.startswith(f"cannot prepare {GAME}: ")
-    assert ctx.lane.requests == []
-
-
-# -- the figures of download-finished, and writes the disk takes in part ---------------------------
-
-
-def test_finished_figures_are_milliseconds_and_rates_to_three_decimals(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("peer.transfer.disk.time.monotonic", lambda: 1000.0)
-    result = disk.figures(3_000_001, 1000.0 - 0.1234567, 5, {"a:4000": 3_000_001})
-    mib_per_s = 3_000_001 / disk.MIB / 0.1234567
-    assert result == {
-        "bytes": 3_000_001,
-        "duration_ms": 123.457,
-        "mib_per_s": round(mib_per_s, 3),
-        "mbit_per_s": round(mib_per_s * 8.388608, 3),
-        "chunks": 5,
-        "bytes_per_source": {"a:4000": 3_000_001},
-    }
-    assert (result["mib_per_s"], result["mbit_per_s"]) == (23.174, 194.4)
-
-
-def test_an_instant_transfer_reports_finite_figures(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("peer.transfer.disk.time.monotonic", lambda: 50.0)
-    result = disk.figures(disk.MIB, 50.0, 1, {})
-    assert result["duration_ms"] == 0.001
-    assert result["mib_per_s"] == 1_000_000.0
-
-
-def test_a_partial_write_continues_where_it_stopped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_pwrite = os.pwrite
-
-    def three_at_a_time(fd: int, data: bytes, offset: int) -> int:
-        return real_pwrite(fd, bytes(data[:3]), offset)
-
-    monkeypatch.setattr(os, "pwrite", three_at_a_time)
-    path = tmp_path / "f"
-    path.write_bytes(b"." * 20)
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        disk.write_all(fd, b"0123456789", 5)
-    finally:
-        os.close(fd)
-    assert path.read_bytes() == b"....." + b"0123456789" + b"....."
-
-
-def test_a_disk_that_accepts_nothing_is_an_io_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[int] = []
-
-    def nothing(fd: int, data: bytes, offset: int) -> int:
-        calls.append(offset)
-        if len(calls) > 3:
-            raise AssertionError("write_all kept retrying a disk that takes nothing")
-        return 0
-
-    monkeypatch.setattr(os, "pwrite", nothing)
-    with pytest.raises(OSError) as caught:
-        disk.write_all(99, b"data", 0)
-    assert (caught.value.errno, caught.value.strerror) == (errno.EIO, "the disk accepted no bytes")
-    assert calls == [0]
+    assert ctx.lane.chunk_requests == []
 
 
 def open_fds() -> set[str]:
@@ -1124,7 +1019,7 @@ async def test_a_second_attempt_fetches_only_what_the_first_did_not_verify(
     again.checks.append(record_names_only_verified_chunks(root, src))
     await download(again, games, [again.add("b", src)])
 
-    asked = {(r.path, r.offset) for _h, r in again.lane.requests}
+    asked = {(r.path, r.offset) for _h, r in again.lane.chunk_requests}
     assert asked == chunk_keys(src) - kept
     assert digests(root) == digests(src)
     [begin] = again.named("download-begin")
@@ -1146,7 +1041,7 @@ async def test_a_recorded_chunk_whose_bytes_changed_on_disk_is_fetched_again(
     again = FakeContext()
     await download(again, games, [again.add("b", src)])
 
-    asked = {(r.path, r.offset) for _h, r in again.lane.requests}
+    asked = {(r.path, r.offset) for _h, r in again.lane.chunk_requests}
     assert asked == chunk_keys(src) - {("data.bin", 0)}
     assert digests(root) == digests(src)
 
@@ -1169,7 +1064,7 @@ async def test_a_record_made_for_other_descriptors_is_discarded(
     again = FakeContext()
     await download(again, games, [again.add("b", newer)])
 
-    asked = {(r.path, r.offset) for _h, r in again.lane.requests}
+    asked = {(r.path, r.offset) for _h, r in again.lane.chunk_requests}
     assert asked == chunk_keys(newer), "nothing of the old record was trusted"
     assert digests(games / GAME) == digests(newer)
     assert again.named("download-begin")[0]["resumed_chunks"] == 0

@@ -13,12 +13,11 @@ import asyncio
 import hashlib
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from nodes import CATALOG, Peer, Start, nodes_in, ready
+from nodes import CATALOG, Peer, Start, ready
 
 from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
@@ -60,12 +59,6 @@ def hostile_lines(seed: int, count: int) -> Iterator[bytes]:
         raw = json.dumps(rng.choice(list(GOOD.values()))).encode()
         cut = rng.randrange(len(raw))
         yield rng.choice([raw[:cut], raw[:cut] + rng.randbytes(8) + raw[cut:], rng.randbytes(64)])
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 async def stranger(tmp_path: Path, target: Peer) -> ControlConnection:

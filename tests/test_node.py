@@ -10,21 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import CATALOG, CHUNK, Start, nodes_in, ready
+from nodes import CATALOG, CHUNK, Start, ready
 
 from peer.errors import PeerError
 from peer.protocol import ErrorReply, GameFiles, GetGame, HelloAck, Ok
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 def write_game(games: Path, game_id: str, version: str, size: int, seed: int = 1) -> None:

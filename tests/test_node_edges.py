@@ -5,12 +5,11 @@ library delta carries and to whom it applies, a restarted peer's entry, `wait-pe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import CATALOG, CHUNK, Start, nodes_in, ready
+from nodes import CATALOG, CHUNK, Start, ready
 from test_node import write_game
 from test_node_identity import clones
 
@@ -19,12 +18,6 @@ from peer.install import install_game
 from peer.paths import BACKUP_DIR, LOCAL_DIR
 from peer.protocol import LibraryDelta, Ping, Request
 from peer.unpack import FixtureUnpacker
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 async def test_a_delta_goes_out_for_install_state_and_size_not_only_versions(

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import Peer, Start, nodes_in, ready
+from nodes import Peer, Start, ready
 
 from peer.errors import PeerError
 from peer.probe import probe
 from peer.protocol import DuplicateIdentity, ErrorReply, Hello, Ok, Ping, Request
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 async def refused(coro: Any) -> PeerError:

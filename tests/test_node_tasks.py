@@ -7,17 +7,8 @@ import asyncio
 import contextlib
 import gc
 import warnings
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-from nodes import Start, nodes_in, ready
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
+from nodes import Start, ready
 
 
 async def test_a_task_cancelled_before_it_ran_leaves_no_unawaited_coroutine(

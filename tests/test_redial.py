@@ -4,19 +4,11 @@ not; and an idle mesh keeps its peers (keep-alive pings are sent and answered)."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from nodes import Start, nodes_in, ready
+from nodes import Start, ready
 
 from peer.mesh import REDIAL_MAX, redial_delay
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 def test_redial_backs_off_to_a_ceiling() -> None:

@@ -9,8 +9,7 @@ import pytest
 
 from peer.errors import PeerError
 from peer.protocol import GetGame
-from peer.serving import Serving
-from peer.transfer.serve import DescriptorCache
+from peer.transfer.serve import DescriptorCache, Serving
 
 
 async def test_a_file_gone_while_described_is_a_clean_refusal(

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from nodes import CATALOG, Start, nodes_in, ready
+from nodes import CATALOG, Start, ready
 from nodes import CHUNK as CHUNK_NODE
 
-from peer.files import open_regular
+from peer.files import open_regular, write_all
 from peer.install import install_game, recover
 from peer.launch import ACCOUNT_FILE, MARKER, apply_launch_settings
 from peer.paths import BACKUP_DIR, LOCAL_DIR, PROGRESS, SENTINEL, SENTINEL_TMP, STAGING_DIR
@@ -75,7 +74,7 @@ def download(root: Path, files: tuple[FileDescriptor, ...]) -> None:
         data = (src / chunk.path).read_bytes()[chunk.offset : chunk.offset + chunk.length]
         fd = open_regular(disk.target_path(root, chunk.path), os.O_WRONLY)
         try:
-            disk.write_all(fd, data, chunk.offset)
+            write_all(fd, data, chunk.offset)
         finally:
             os.close(fd)
         progress = Progress(progress.game_id, progress.descriptors, progress.verified | {i})
@@ -174,12 +173,6 @@ def test_an_archive_that_is_a_link_is_not_unpacked(tmp_path: Path, outside: Path
     (root / "b.eti").write_bytes(b"archive")
     install_game(root, FixtureUnpacker())
     assert (root / LOCAL_DIR / "fixture-payload.txt").read_bytes() == b"archive"
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 @pytest.mark.parametrize("where", ["bfbc2.eti", PROGRESS])

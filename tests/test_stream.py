@@ -10,22 +10,14 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from nodes import CATALOG, Peer, Start, nodes_in, ready
+from nodes import CATALOG, Peer, Start, ready
 
 from harness import crcforge
 
 UNRAR = shutil.which("unrar") or "unrar"
 GAME = "cnctw"
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 def make_archive(root: Path, name: str, files: dict[str, bytes], solid: bool = True) -> None:

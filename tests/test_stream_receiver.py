@@ -1,7 +1,8 @@
 """`stream_game`, the receiving side of a streamed install, against an in-memory lane.
 
-Like tests/test_fetch.py: the control replies and the lane are fakes keyed by host and peer id,
-so each test decides what every source offers and streams, and sees every event. The staging
+Like tests/test_fetch.py, on tests/mocklane.py: the control replies and the lane are mocks keyed
+by peer id and host, so each test decides what every source offers and streams, and sees every
+event. The staging
 helpers (`prepare_staging`, `discard_staging`, `promote`) are driven on tmp_path directly.
 """
 
@@ -12,35 +13,29 @@ import errno
 import hashlib
 import os
 import zlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mocklane import GAME, MockContext, StreamHandler, source
 
 from harness import crcforge
 from peer.errors import PeerError
-from peer.events import Event
 from peer.paths import LOCAL_DIR, STAGING_DIR
 from peer.protocol import (
     EMPTY_SHA256,
     ArchiveEntry,
     ArchiveListing,
-    ChunkRequest,
     EntryHeader,
-    GetGame,
     GetStream,
-    Reply,
     StreamManifest,
     StreamRequest,
 )
-from peer.transfer.lane import ChunkSink
 from peer.transfer.sources import Source
 from peer.transfer.stream import discard_staging, prepare_staging, promote, stream_game
 
-GAME = "g1"
 VERSION = "20250101"
-PORT = 7000
 LIMIT = 2.0
 
 Item = EntryHeader | bytes
@@ -76,37 +71,23 @@ def honest(files: dict[str, bytes] = FILES, piece: int = 7) -> Script:
     return items
 
 
-class FakeLane:
-    def __init__(self, staging: Path) -> None:
-        self.staging = staging
-        self.scripts: dict[str, Script] = {}
-        self.asked: list[tuple[str, StreamRequest]] = []
+def scripted(script: Script, staging: Path) -> StreamHandler:
+    """A source that streams what `script` gives, yielding to the loop before each item."""
 
-    async def fetch(self, host: str, port: int, request: ChunkRequest, sink: ChunkSink) -> None:
-        raise AssertionError("a streamed install never asks for chunks")
-
-    async def entries(
-        self, host: str, port: int, request: StreamRequest
-    ) -> AsyncGenerator[Item, None]:
-        self.asked.append((host, request))
-        assert port == PORT and request.token == f"token-{host}" and request.game_id == GAME
-        for item in self.scripts[host](self.staging):
+    async def stream(_request: StreamRequest) -> AsyncIterator[Item]:
+        for item in script(staging):
             await asyncio.sleep(0)
             yield item
 
+    return stream
 
-class FakeContext:
+
+class FakeContext(MockContext):
+    """A node as the stream receiver sees it; each source's script sees the staging dir."""
+
     def __init__(self, games: Path) -> None:
-        self.lane = FakeLane(games / GAME / STAGING_DIR)
-        self.replies: dict[str, Reply] = {}
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def emit(self, event: Event, /, **fields: Any) -> None:
-        self.events.append((event, fields))
-
-    async def request_peer(self, peer_id: str, message: GetGame | GetStream) -> Reply:
-        assert isinstance(message, GetStream) and message.game_id == GAME
-        return self.replies[peer_id]
+        super().__init__(asks=GetStream)
+        self.staging = games / GAME / STAGING_DIR
 
     def add(
         self,
@@ -115,13 +96,10 @@ class FakeContext:
         listing: tuple[ArchiveListing, ...] = LISTING,
         game_id: str = GAME,
     ) -> Source:
-        source = Source(f"id-{name}", f"{name}:4000", name, PORT, f"token-{name}")
-        self.replies[source.peer_id] = StreamManifest(game_id, listing)
-        self.lane.scripts[name] = script or honest()
-        return source
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        return [fields for event, fields in self.events if event == name]
+        added = source(name)
+        self.replies[added.peer_id] = StreamManifest(game_id, listing)
+        self.lane.streams[name] = scripted(script or honest(), self.staging)
+        return added
 
 
 @pytest.fixture
@@ -154,7 +132,8 @@ async def test_a_stream_stages_every_entry_and_reports_it(games: Path) -> None:
     os.umask(umask)
     modes = {p: (games / GAME / STAGING_DIR / p).stat().st_mode & 0o777 for p in FILES}
     assert set(modes.values()) == {0o644 & ~umask}
-    assert ctx.lane.asked == [("a", StreamRequest("token-a", GAME))], "one source streams all"
+    one_source_streams_all = [("a", StreamRequest("token-a", GAME))]
+    assert ctx.lane.stream_requests == one_source_streams_all
     total = sum(len(d) for d in FILES.values())
     assert ctx.named("got-game-files") == [
         {

@@ -1,1 +1,1 @@
-"""Moving game roots between peers: planning (pure), serving and fetching."""
+"""Moving game roots between peers: planning (pure), serving, downloads and streamed installs."""

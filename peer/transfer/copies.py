@@ -17,8 +17,9 @@ from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from peer.errors import PeerError
-from peer.transfer.disk import LocalWriteError, write_all
+from peer.files import write_all
 from peer.transfer.plan import Chunk, Scheduler
+from peer.transfer.sources import LocalWriteError
 
 
 class ChunkWriter:

@@ -1,14 +1,12 @@
-"""A download on our own disk: the root prepared, bytes written whole, the sentinel committed
-last; and the figures a finished transfer reports."""
+"""A download on our own disk: the root prepared, chunks copied and checked, the sentinel
+committed last, the progress record saved and loaded."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 from peer.errors import PeerError
 from peer.files import (
@@ -19,6 +17,7 @@ from peer.files import (
     read_small_file,
     remove_any,
     sync_names,
+    write_all,
     write_file,
 )
 from peer.install import KEPT_ON_CANCEL, remove_tree
@@ -37,23 +36,6 @@ from peer.transfer.resume import (
 MIB = 1024 * 1024
 
 
-class LocalWriteError(Exception):
-    """Writing to our own disk failed (ENOSPC, EIO): no source is to blame, abort the download.
-
-    Deliberately not an OSError, so the transport does not mistake it for a dead source.
-    """
-
-
-def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    """`pwrite` all of `data`: a filling disk may write part of it before it fails."""
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        if written <= 0:
-            raise OSError(errno.EIO, "the disk accepted no bytes")
-        view, offset = view[written:], offset + written
-
-
 def fsync_path(path: Path) -> None:
     """fsync a file we wrote or a root's directory, never blocking on what else has its name."""
     if is_kind(path, directory=True):
@@ -64,22 +46,6 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def figures(
-    total_bytes: int, started: float, chunks: int, bytes_per_source: dict[str, int]
-) -> dict[str, Any]:
-    """The fields of `download-finished`, for a download or a streamed install."""
-    duration = max(time.monotonic() - started, 1e-6)
-    mib_per_s = total_bytes / MIB / duration
-    return {
-        "bytes": total_bytes,
-        "duration_ms": round(duration * 1000, 3),
-        "mib_per_s": round(mib_per_s, 3),
-        "mbit_per_s": round(mib_per_s * 8.388608, 3),
-        "chunks": chunks,
-        "bytes_per_source": bytes_per_source,
-    }
 
 
 def target_path(root: Path, rel: str) -> Path:

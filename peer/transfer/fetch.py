@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,11 @@ from peer.errors import PeerError
 from peer.events import Event
 from peer.files import open_regular
 from peer.paths import SENTINEL
-from peer.protocol import ChunkRequest, FileDescriptor, GetGame
+from peer.protocol import ChunkRequest, FileDescriptor, GameFiles, GetGame, Reply, expect
 from peer.transfer.copies import ChunkWriter, Copies
 from peer.transfer.disk import (
-    LocalWriteError,
     commit_root,
     copy_verified,
-    figures,
     open_scratch,
     resume_root,
     save_progress,
@@ -39,20 +39,41 @@ from peer.transfer.disk import (
 from peer.transfer.plan import Chunk, Scheduler, chunks_of, validate_descriptors
 from peer.transfer.resume import Progress
 from peer.transfer.sources import (
-    FetchContext,
-    FetchSettings,
+    LocalWriteError,
     Source,
+    TransferContext,
     collect_offers,
-    files_of,
+    figures,
     refusal,
     source_event,
 )
 
 
+@dataclass(frozen=True)
+class FetchSettings:
+    chunk_size: int  # the layout every source is asked to describe the files in
+    depth: int
+    progress_interval: float
+    rate_window: float = 0.5  # seconds a source must be busy before its rate counts
+    replan_interval: float = 0.5  # an idle source looks again this often (rates change)
+
+
+def _files_of(request: GetGame) -> Callable[[Reply], tuple[FileDescriptor, ...]]:
+    def read(reply: Reply) -> tuple[FileDescriptor, ...]:
+        offer = expect(reply, GameFiles)
+        if offer.game_id != request.game_id:
+            raise PeerError("bad-message", f"asked for {request.game_id}, got {offer.game_id}")
+        if any(f.chunk_size != request.chunk_size for f in offer.files):
+            raise PeerError("bad-message", f"asked for {request.chunk_size}-byte chunks")
+        return tuple(sorted(offer.files, key=lambda f: f.path))
+
+    return read
+
+
 class _Download:
     def __init__(
         self,
-        ctx: FetchContext,
+        ctx: TransferContext,
         settings: FetchSettings,
         root: Path,
         game_id: str,
@@ -240,7 +261,7 @@ class _Download:
 
 
 async def download_game(
-    ctx: FetchContext,
+    ctx: TransferContext,
     settings: FetchSettings,
     games_dir: Path,
     game_id: str,
@@ -249,7 +270,7 @@ async def download_game(
 ) -> dict[str, Any]:
     """Download `game_id` into `games_dir`; returns the figures for `download-finished`."""
     ask = GetGame(game_id, settings.chunk_size)
-    offers = await collect_offers(ctx, game_id, sources, ask, files_of(ask))
+    offers = await collect_offers(ctx, game_id, sources, ask, _files_of(ask))
     validated = validate_descriptors(game_id, offers)
     if SENTINEL not in {f.path for f in validated.files}:
         raise PeerError("bad-metadata", f"the sources' file list of {game_id} has no {SENTINEL}")

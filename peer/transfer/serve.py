@@ -1,9 +1,13 @@
-"""The serving side: which requests a peer may answer, and the descriptors it answers with.
+"""What this peer serves to others, and whether it may: game descriptors and archive listings
+on the control plane, chunks and streamed installs on the fast lane, all behind the same gates.
 
 `check_serve_gates` is the single place that decides whether a game root may leave this peer
 (S12): catalog ID, committed sentinel, catalog version, no active operation, and a path that
 stays inside the transferable part of the root. `authorize_chunk` adds what a fast-lane request
 needs on top (the data token and the byte range), so both lanes share the same gates.
+`Serving` binds them to the node's live state (games dir, active operations, data token) and
+to the work behind them: descriptors hashed in a thread, listings and entries from
+`provider.py`, bytes sent by the lane's serving end (`upload.py`).
 """
 
 from __future__ import annotations
@@ -11,9 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from asyncio import StreamWriter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peer.blocking import in_thread
+from peer.budgets import Tally
 from peer.catalog import Catalog
 from peer.errors import PeerError
 from peer.files import open_regular
@@ -22,10 +30,19 @@ from peer.paths import RESERVED_ROOT_NAMES, check_game_id, check_relative_path
 from peer.protocol import (
     MAX_DESCRIBED_CHUNKS,
     ChunkRequest,
+    ErrorReply,
     FileDescriptor,
+    GameFiles,
+    GetGame,
+    GetStream,
+    Reply,
+    Request,
+    StreamManifest,
     StreamRequest,
     chunk_count,
 )
+from peer.transfer.provider import ListingCache, send_entries
+from peer.transfer.upload import Progress, RateLimiter, SendStream, reply
 
 HASH_BLOCK = 1024 * 1024
 
@@ -191,3 +208,62 @@ class DescriptorCache:
                 cache[key] = chunks
             files.append(FileDescriptor(rel, st.st_size, chunk_size, chunks))
         return tuple(files)
+
+
+class Serving:
+    """The serve gates and the answers behind them, bound to the node's live state."""
+
+    def __init__(
+        self,
+        games_dir: Callable[[], Path],
+        catalog: Catalog,
+        active: Callable[[], frozenset[str]],
+        data_token: str,
+        unrar: str | None,
+        max_upload_rate: int | None,
+        tally: Tally | None = None,
+    ) -> None:
+        self._games_dir = games_dir
+        self._catalog = catalog
+        self._active = active
+        self._token = data_token
+        self._descriptors = DescriptorCache()
+        self.limiter = RateLimiter(max_upload_rate)
+        self.tally = tally or Tally()  # the budgets of every handler and child we serve with
+        self._listings = ListingCache(unrar, self.tally)
+
+    async def answer(self, request: Request) -> Reply:
+        """Control requests that are not about the link itself: what a game holds."""
+        if not isinstance(request, GetGame | GetStream):
+            raise ValueError(f"no handler for {type(request).__name__}")
+        root = check_serve_gates(self._games_dir(), self._catalog, self._active(), request.game_id)
+        try:
+            if isinstance(request, GetStream):
+                return StreamManifest(root.name, await self._listings.listings(root))
+            files = await in_thread(self._descriptors.describe, root, request.chunk_size)
+        except OSError as exc:  # a person deleted or replaced a file while we read the root
+            why = exc.strerror or type(exc).__name__
+            raise PeerError("not-servable", f"{root.name} changed while read: {why}") from None
+        return GameFiles(root.name, files)
+
+    def authorize(self, request: ChunkRequest) -> tuple[Path, int, int]:
+        gates = (self._games_dir(), self._catalog, self._active())
+        return authorize_chunk(*gates, self._token, request)
+
+    def open_stream(self, request: StreamRequest) -> SendStream:
+        gates = (self._games_dir(), self._catalog, self._active())
+        root = authorize_stream(*gates, self._token, request)
+        unrar = self._listings.unrar
+        if unrar is None:
+            raise PeerError("not-servable", "this peer streams no installs (it has no --unrar)")
+
+        async def send(writer: StreamWriter, progress: Progress, tally: Tally, asker: str) -> None:
+            try:  # a first listing extracts the archives under a deadline of its own
+                with progress.paused():
+                    listings = await self._listings.listings(root)
+            except PeerError as exc:
+                await reply(writer, ErrorReply.of(exc))
+                return
+            await send_entries(writer, root, listings, unrar, self.limiter, progress, tally)
+
+        return send

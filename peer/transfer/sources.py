@@ -1,8 +1,14 @@
-"""The sources of a transfer, as the fetchers see them: their addresses, the node context that
-reaches them, and the first question asked of all of them at once (what do you offer?)."""
+"""What every kind of transfer keeps the same books on: its sources (their addresses, the node
+context that reaches them, the first question asked of all of them at once: what do you
+offer?), the events about one source, whose fault a failure is (a source's refusal, or our own
+disk), and the figures a finished transfer reports.
+
+A download (`fetch.py`) and a streamed install (`stream.py`) each build on this alone, never on
+each other."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -10,13 +16,14 @@ from typing import Any, Protocol, TypeVar
 from peer.errors import PeerError
 from peer.events import Event
 from peer.output import Emit
-from peer.protocol import FileDescriptor, GameFiles, GetGame, GetStream, Reply, expect
+from peer.protocol import GetGame, GetStream, Reply
 from peer.transfer.gather import gather_with_grace
 from peer.transfer.lane import Lane
 
 Offer = TypeVar("Offer")
 
 OFFER_GRACE = 5.0  # seconds the other sources get once one has offered (at least)
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -28,17 +35,8 @@ class Source:
     data_token: str
 
 
-@dataclass(frozen=True)
-class FetchSettings:
-    chunk_size: int  # the layout every source is asked to describe the files in
-    depth: int
-    progress_interval: float
-    rate_window: float = 0.5  # seconds a source must be busy before its rate counts
-    replan_interval: float = 0.5  # an idle source looks again this often (rates change)
-
-
-class FetchContext(Protocol):
-    """What a download needs from the node: its events, its control links and a fast lane."""
+class TransferContext(Protocol):
+    """What a transfer needs from the node: its events, its control links and a fast lane."""
 
     @property
     def emit(self) -> Emit: ...
@@ -50,7 +48,7 @@ class FetchContext(Protocol):
 
 
 def source_event(
-    ctx: FetchContext, event: Event, game_id: str, source: Source, **fields: Any
+    ctx: TransferContext, event: Event, game_id: str, source: Source, **fields: Any
 ) -> None:
     """An event about one source of a transfer: each names the game and the source alike."""
     ctx.emit(event, game_id=game_id, peer_id=source.peer_id, peer_addr=source.addr, **fields)
@@ -61,8 +59,15 @@ def refusal(exc: PeerError) -> dict[str, str]:
     return {"code": exc.code, "reason": exc.message}
 
 
+class LocalWriteError(Exception):
+    """Writing to our own disk failed (ENOSPC, EIO): no source is to blame, abort the transfer.
+
+    Deliberately not an OSError, so the transport does not mistake it for a dead source.
+    """
+
+
 async def collect_offers(
-    ctx: FetchContext,
+    ctx: TransferContext,
     game_id: str,
     sources: list[Source],
     request: GetGame | GetStream,
@@ -95,13 +100,17 @@ async def collect_offers(
     return offers
 
 
-def files_of(request: GetGame) -> Callable[[Reply], tuple[FileDescriptor, ...]]:
-    def read(reply: Reply) -> tuple[FileDescriptor, ...]:
-        offer = expect(reply, GameFiles)
-        if offer.game_id != request.game_id:
-            raise PeerError("bad-message", f"asked for {request.game_id}, got {offer.game_id}")
-        if any(f.chunk_size != request.chunk_size for f in offer.files):
-            raise PeerError("bad-message", f"asked for {request.chunk_size}-byte chunks")
-        return tuple(sorted(offer.files, key=lambda f: f.path))
-
-    return read
+def figures(
+    total_bytes: int, started: float, chunks: int, bytes_per_source: dict[str, int]
+) -> dict[str, Any]:
+    """The fields of `download-finished`, for a download or a streamed install."""
+    duration = max(time.monotonic() - started, 1e-6)
+    mib_per_s = total_bytes / MIB / duration
+    return {
+        "bytes": total_bytes,
+        "duration_ms": round(duration * 1000, 3),
+        "mib_per_s": round(mib_per_s, 3),
+        "mbit_per_s": round(mib_per_s * 8.388608, 3),
+        "chunks": chunks,
+        "bytes_per_source": bytes_per_source,
+    }

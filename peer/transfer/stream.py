@@ -24,7 +24,7 @@ from typing import Any
 
 from peer.blocking import in_thread
 from peer.errors import PeerError
-from peer.files import fsync_dir, sync_tree
+from peer.files import fsync_dir, sync_tree, write_all
 from peer.paths import LOCAL_DIR, STAGING_DIR
 from peer.protocol import (
     ArchiveEntry,
@@ -36,11 +36,16 @@ from peer.protocol import (
     StreamRequest,
     expect,
 )
-from peer.transfer.disk import LocalWriteError, figures, write_all
 from peer.transfer.plan import validate_descriptors
-from peer.transfer.sources import FetchContext, Source, collect_offers, refusal, source_event
-
-STREAM_READY = True  # the streamed install is complete (the scenario helpers poll for this)
+from peer.transfer.sources import (
+    LocalWriteError,
+    Source,
+    TransferContext,
+    collect_offers,
+    figures,
+    refusal,
+    source_event,
+)
 
 
 def _listings_of(game_id: str) -> Callable[[Reply], tuple[ArchiveListing, ...]]:
@@ -91,7 +96,7 @@ def promote(root: Path) -> None:
 class _Receiver:
     """Writes one source's stream into staging, checking each entry as it completes."""
 
-    def __init__(self, ctx: FetchContext, game_id: str, root: Path, source: Source) -> None:
+    def __init__(self, ctx: TransferContext, game_id: str, root: Path, source: Source) -> None:
         self.ctx, self.game_id, self.source = ctx, game_id, source
         self.staging = root / STAGING_DIR
         self.entry: ArchiveEntry | None = None
@@ -171,7 +176,7 @@ class _Receiver:
 
 
 async def stream_game(
-    ctx: FetchContext, games_dir: Path, game_id: str, version: str, sources: list[Source]
+    ctx: TransferContext, games_dir: Path, game_id: str, version: str, sources: list[Source]
 ) -> dict[str, Any]:
     """Stream `game_id` into its staging tree; returns the figures for `download-finished`.
 

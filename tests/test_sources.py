@@ -1,31 +1,26 @@
-"""A reply that cannot be produced still gets an answer, and gathering offers goes on with the
+"""What every transfer keeps the same books on (`transfer/sources.py`).
+
+A reply that cannot be produced still gets an answer, and gathering offers goes on with the
 sources that answered (issue 17 class 4; a regression: a source file whose name is not UTF-8
 made the game-files reply unencodable, nothing was sent, and the download sat in Downloading
-for the 600 s describe timeout even with a second, clean source)."""
+for the 600 s describe timeout even with a second, clean source). The figures a finished
+transfer reports come last."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import CATALOG, Peer, Start, nodes_in, ready
+from nodes import CATALOG, Peer, Start, ready
 
 from peer.paths import SENTINEL
 from peer.transfer import sources
 from peer.transfer.gather import gather_with_grace
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    async with nodes_in(tmp_path) as start_peer:
-        yield start_peer
 
 
 def seed(peer: Peer, bad_name: bool = False) -> None:
@@ -99,3 +94,30 @@ async def test_without_any_answer_everyone_is_waited_for() -> None:
 
     answers, late = await gather_with_grace([after(0.0), after(0.3)], 0.01)
     assert answers == [None, None] and late == []
+
+
+# -- the figures of download-finished ----------------------------------------------------------
+
+
+def test_finished_figures_are_milliseconds_and_rates_to_three_decimals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("peer.transfer.sources.time.monotonic", lambda: 1000.0)
+    result = sources.figures(3_000_001, 1000.0 - 0.1234567, 5, {"a:4000": 3_000_001})
+    mib_per_s = 3_000_001 / sources.MIB / 0.1234567
+    assert result == {
+        "bytes": 3_000_001,
+        "duration_ms": 123.457,
+        "mib_per_s": round(mib_per_s, 3),
+        "mbit_per_s": round(mib_per_s * 8.388608, 3),
+        "chunks": 5,
+        "bytes_per_source": {"a:4000": 3_000_001},
+    }
+    assert (result["mib_per_s"], result["mbit_per_s"]) == (23.174, 194.4)
+
+
+def test_an_instant_transfer_reports_finite_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("peer.transfer.sources.time.monotonic", lambda: 50.0)
+    result = sources.figures(sources.MIB, 50.0, 1, {})
+    assert result["duration_ms"] == 0.001
+    assert result["mib_per_s"] == 1_000_000.0
