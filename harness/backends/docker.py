@@ -4,10 +4,9 @@ The container *is* the peer: its entrypoint is `lanpeer`, and the handle talks t
 container's stdin/stdout by attaching before start (as `docker run` does), so no line is missed
 and a restart (`docker start` of the same container) keeps its state dir and games root.
 
-A run may use several engines (`--docker-host`, see engines.py): each worker keeps to one, so
-a scenario's peers and their bridge network are on one engine. Every engine is talked to through
-an explicit client of its own; nothing here reads or writes `DOCKER_HOST` (testcontainers did
-both, which is why its `Network` is no longer used).
+A run may use several engines (`--docker-host`, see engines.py): each xdist worker keeps to one,
+named in its `DOCKER_HOST`, so a scenario's peers and their bridge network are on one engine.
+Every engine is talked to through an explicit client of its own.
 
 Cleanup: every container and network carries `lanpeer.run` and `lanpeer.worker` labels; a lab
 removes its own at teardown, each worker sweeps its own at exit, and the controller sweeps the
@@ -37,7 +36,6 @@ from docker.utils.socket import frames_iter
 from filelock import FileLock
 
 from harness.backends.base import GAMES, STATE, LineSink, PeerSpec
-from harness.backends.engines import engine_for
 from harness.fixtures_builder import fixture_path
 from harness.image import engine_client, ensure_peer_image
 
@@ -261,8 +259,10 @@ class DockerBackend:
     name = "docker"
     unrar = "/usr/local/bin/unrar"  # the image's sidecar, as upstream ships it
 
-    def __init__(self, run_id: str, worker: str, engines: Sequence[str]) -> None:
-        self.engine = engine_for(worker, engines)
+    def __init__(self, run_id: str, worker: str, engine: str, engines: Sequence[str]) -> None:
+        """`engine` is this worker's (its `DOCKER_HOST`); `engines` all of the run's, which may
+        already hold the image."""
+        self.engine = engine
         self.client = engine_client(self.engine)
         donors = [url for url in engines if url != self.engine]
         self.image = ensure_peer_image(self.client, donors=donors)
