@@ -1,12 +1,15 @@
 """Peers as Docker containers on one network per scenario, on one of the run's engines.
 
-The container *is* the peer: its entrypoint is `lanpeer`, and the handle talks to it through the
-container's stdin/stdout by attaching before start (as `docker run` does), so no line is missed
-and a restart (`docker start` of the same container) keeps its state dir and games root.
+Each peer is a `LanpeerContainer` (harness/lanpeer_container.py, a testcontainers module): the
+container *is* the peer, attached to before start so no line is missed, and a restart (`docker
+start` of the same container) keeps its state dir and games root. A scenario's network is
+testcontainers' `Network`. `DockerBackend.container` is the one place a `PeerSpec` becomes
+container options.
 
 A run may use several engines (`--docker-host`, see engines.py): each xdist worker keeps to one,
-named in its `DOCKER_HOST`, so a scenario's peers and their bridge network are on one engine.
-Every engine is talked to through an explicit client of its own.
+named in its `DOCKER_HOST`, which testcontainers' clients read, so a scenario's peers and their
+bridge network are on one engine. The worker's own client (image, sidecars, helpers) is made for
+that engine explicitly; the controller's sweeps make one per engine.
 
 Cleanup: every container and network carries `lanpeer.run` and `lanpeer.worker` labels; a lab
 removes its own at teardown, each worker sweeps its own at exit, and the controller sweeps the
@@ -23,23 +26,21 @@ import contextlib
 import datetime as dt
 import signal
 import sys
-import tarfile
 import threading
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
-from docker.utils.socket import frames_iter
-from filelock import FileLock
 
 from harness.backends.base import GAMES, STATE, LineSink, PeerSpec
-from harness.fixtures_builder import fixture_path
 from harness.image import engine_client, ensure_peer_image
+from harness.lanpeer_container import LanpeerContainer, Network
 
 STALE_AFTER = dt.timedelta(hours=2)
+# testcontainers' clients: the SDK's own ssh:// transport (paramiko), as engine_client's.
+CLIENT_KW: dict[str, Any] = {"use_ssh_client": False, "timeout": 120}
 
 
 def labels(run_id: str, worker: str) -> dict[str, str]:
@@ -126,124 +127,47 @@ def _register_worker_sweep(url: str, run_id: str, worker: str) -> None:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
-def _fixture_tar(name: str) -> Path:
-    """A tar of the fixture's games root, made once and streamed into every container."""
-    root = fixture_path(name)
-    tar_path = root.with_suffix(".tar")
-    with FileLock(str(tar_path) + ".lock"):
-        if not tar_path.exists():
-            tmp = tar_path.with_suffix(".tar.tmp")
-            with tarfile.open(tmp, "w") as tar:
-                for entry in sorted(root.iterdir()):
-                    tar.add(entry, arcname=entry.name)
-            tmp.replace(tar_path)
-    return tar_path
-
-
 class DockerPeer:
+    """A `PeerProcess` over a `LanpeerContainer`, created (and seeded) at once, started later."""
+
     def __init__(self, backend: DockerBackend, spec: PeerSpec) -> None:
         self.name = spec.name
-        self.backend = backend
         self.spec = spec
-        client = backend.client
-        tmpfs = {GAMES: f"size={spec.games_tmpfs}"} if spec.games_tmpfs else None
-        if tmpfs and spec.fixture:
-            raise RuntimeError("a tmpfs /games cannot be seeded (docker cp cannot reach tmpfs)")
-        self.container = client.containers.create(
-            backend.image,
-            command=["--games-dir", GAMES, "--state-dir", STATE, *spec.peer_args()],
-            stdin_open=True,
-            tty=False,
-            detach=True,
-            network=backend.network_name(),
-            hostname=spec.name,
-            labels={**backend.labels, "lanpeer.peer": spec.name},
-            tmpfs=tmpfs,
-            environment=spec.env,
-        )
-        if spec.fixture:
-            with open(_fixture_tar(spec.fixture), "rb") as tar:
-                self.container.put_archive(GAMES, tar)
-        self._sock: Any = None
+        self.container = backend.container(spec).create()
 
     def start(self, sink: LineSink) -> None:
-        api = self.backend.client.api
-        sock = api.attach_socket(
-            self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-        )
-        self._sock = sock
-        threading.Thread(target=self._pump, args=(sock, sink), daemon=True).start()
-        self.container.start()
-
-    @staticmethod
-    def _pump(sock: Any, sink: LineSink) -> None:
-        partial = {1: b"", 2: b""}
-        names = {1: "stdout", 2: "stderr"}
-        try:
-            for stream, data in frames_iter(sock, tty=False):
-                if stream not in partial:
-                    continue
-                buf = partial[stream] + data
-                *lines, partial[stream] = buf.split(b"\n")
-                for line in lines:
-                    sink(names[stream], line.decode("utf-8", errors="replace"))
-        except (OSError, ValueError):
-            pass
-        for stream, rest in partial.items():
-            if rest:
-                sink(names[stream], rest.decode("utf-8", errors="replace"))
+        self.container.with_sink(sink).start()
 
     def write(self, data: bytes) -> None:
-        raw = getattr(self._sock, "_sock", self._sock)
-        raw.sendall(data)
+        self.container.write(data)
 
     def kill(self) -> None:
-        try:
-            self.container.reload()
-            if self.container.status == "paused":
-                self.container.unpause()
-            self.container.kill()
-            self.container.wait(timeout=60)
-        except docker.errors.APIError:
-            pass
+        self.container.kill()
 
     def exited(self) -> bool:
-        try:
-            self.container.reload()
-        except docker.errors.NotFound:
-            return True
-        return self.container.status not in ("running", "paused")
+        return self.container.exited()
 
     def terminate(self, timeout: float) -> int | None:
-        if not self.exited():
-            if self.container.status == "paused":
-                self.container.unpause()  # a frozen peer cannot act on SIGTERM
-            with contextlib.suppress(docker.errors.APIError):
-                self.container.kill(signal="SIGTERM")
-            try:
-                self.container.wait(timeout=timeout)
-            except Exception:  # requests' ReadTimeout: still running
-                self.kill()
-                return None
-        return self.exit_status()
+        return self.container.terminate(timeout)
 
     def exit_status(self) -> int | None:
-        if not self.exited():
-            return None
-        return int(self.container.attrs["State"]["ExitCode"])
+        return self.container.exit_status()
 
     def pause(self) -> None:
         self.container.pause()
 
     def resume(self) -> None:
-        self.container.unpause()
+        self.container.resume()
 
     def stop(self) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
-            self.container.remove(force=True, v=True)
+        self.container.stop()
+
+    def id(self) -> str:
+        return self.container.get_container_id()
 
     def run(self, argv: list[str]) -> tuple[int, bytes]:
-        rc, out = self.container.exec_run(argv, demux=True)
+        wrapped = self.container.get_wrapped_container()
+        rc, out = wrapped.exec_run(argv, demux=True)
         stdout, stderr = out if isinstance(out, tuple) else (out, b"")
         body = stdout or b""
         return int(rc), body if rc == 0 else body + (stderr or b"")
@@ -260,8 +184,8 @@ class DockerBackend:
     unrar = "/usr/local/bin/unrar"  # the image's sidecar, as upstream ships it
 
     def __init__(self, run_id: str, worker: str, engine: str, engines: Sequence[str]) -> None:
-        """`engine` is this worker's (its `DOCKER_HOST`); `engines` all of the run's, which may
-        already hold the image."""
+        """`engine` is this worker's (its `DOCKER_HOST`, which testcontainers' clients read);
+        `engines` all of the run's, which may already hold the image."""
         self.engine = engine
         self.client = engine_client(self.engine)
         donors = [url for url in engines if url != self.engine]
@@ -269,21 +193,40 @@ class DockerBackend:
         self.labels = labels(run_id, worker)
         self.peers: list[DockerPeer] = []
         self.helpers: list[Any] = []  # containers that are not peers (the shaper's relays)
-        self._network: Any = None
+        self._network: Network | None = None
         _register_worker_sweep(self.engine, run_id, worker)
 
     def scratch(self, name: str) -> str:
         return f"/tmp/{name}"  # in every container; gone with the container
 
-    def network_name(self) -> str:
+    def network(self) -> Network:
+        """The scenario's bridge network (testcontainers' `Network`, made on first use)."""
         if self._network is None:
-            run, worker = self.labels["lanpeer.run"], self.labels["lanpeer.worker"]
-            self._network = self.client.networks.create(
-                f"lanpeer-{run}-{worker}-{uuid.uuid4().hex[:6]}",
-                driver="bridge",
-                labels=self.labels,
+            network = Network(
+                docker_client_kw=CLIENT_KW,
+                docker_network_kw={"driver": "bridge", "labels": self.labels},
             )
-        return str(self._network.name)
+            run, worker = self.labels["lanpeer.run"], self.labels["lanpeer.worker"]
+            network.name = f"lanpeer-{run}-{worker}-{uuid.uuid4().hex[:6]}"  # not a bare uuid
+            self._network = network.create()
+        return self._network
+
+    def network_name(self) -> str:
+        return self.network().name
+
+    def container(self, spec: PeerSpec) -> LanpeerContainer:
+        """Every option a peer's container is created with, from its `PeerSpec`."""
+        return LanpeerContainer(
+            self.image,
+            fixture=spec.fixture,
+            games_tmpfs=spec.games_tmpfs,
+            args=spec.args,
+            mdns=spec.mdns,
+            docker_client_kw=CLIENT_KW,
+            env=dict(spec.env),
+            hostname=spec.name,
+            labels={**self.labels, "lanpeer.peer": spec.name},
+        ).with_network(self.network())
 
     def create(self, spec: PeerSpec) -> DockerPeer:
         peer = DockerPeer(self, spec)
@@ -298,7 +241,7 @@ class DockerBackend:
                 self.image,
                 ["-c", script],
                 entrypoint=["sh"],
-                network_mode=f"container:{peer.container.id}",
+                network_mode=f"container:{peer.id()}",
                 cap_add=["NET_ADMIN"],
                 labels={**self.labels, "lanpeer.role": "nemesis", "lanpeer.peer": peer.name},
                 remove=True,
