@@ -1,4 +1,4 @@
-"""The lab's always-loaded pytest plugin (`-p harness.plugin` in pyproject.toml).
+"""The lab's always-loaded pytest plugin (the root `conftest.py` loads it).
 
 It declares the `lanpeer` option group, binds xdist's workers to the run's Docker engines (see
 harness/backends/engines.py), and registers the run log and the HTML report. It
