@@ -36,7 +36,9 @@ def readme_example() -> str:
     return match.group(1)
 
 
-def test_the_readme_example_runs_as_written() -> None:
+def test_the_readme_example_runs_as_written(request: pytest.FixtureRequest) -> None:
+    # The child inherits this worker's engine; the JUnit XML says which it was.
+    request.node.user_properties.append(("engine", os.environ["DOCKER_HOST"]))
     done = subprocess.run(
         [sys.executable, "-c", readme_example()],
         cwd=ROOT,
@@ -52,6 +54,10 @@ def test_the_readme_example_runs_as_written() -> None:
 def test_a_peer_container_attached_killed_restarted_paused(
     request: pytest.FixtureRequest, worker_id: str
 ) -> None:
+    engine = os.environ["DOCKER_HOST"]  # this worker's, as harness/plugin.py set it
+    request.node.user_properties.append(("engine", engine))
+    client = engine_client(engine)
+    request.addfinalizer(client.close)
     own = labels(request.config.stash[LAB_RUN].run_id, worker_id)  # the run's sweeps cover it
     network = Network(docker_network_kw={"labels": own})
     with (
@@ -65,6 +71,7 @@ def test_a_peer_container_attached_killed_restarted_paused(
         assert peer.records()[0]["event"] == "cli-started"
         wrapped = peer.get_wrapped_container()
         assert {k: wrapped.labels[k] for k in own} == own
+        assert client.containers.get(wrapped.id).labels == wrapped.labels  # on this engine
         rc, mounts = peer.exec(["cat", "/proc/mounts"])
         assert rc == 0
         games = next(line for line in mounts.decode().splitlines() if " /games " in line)
@@ -84,9 +91,5 @@ def test_a_peer_container_attached_killed_restarted_paused(
         peer.resume()
         assert peer.request("status")["type"] == "result"
         assert peer.terminate(20) == 0
-    client = engine_client(os.environ["DOCKER_HOST"])
-    try:
-        assert not client.containers.list(all=True, filters={"id": wrapped.id})
-        assert not client.networks.list(names=[network.name])
-    finally:
-        client.close()
+    assert not client.containers.list(all=True, filters={"id": wrapped.id})
+    assert not client.networks.list(names=[network.name])
