@@ -78,9 +78,16 @@ def _bind_to_engines(config: pytest.Config) -> None:
     except EngineError:
         return
     try:
-        if not hasattr(config, "workerinput") and getattr(config.option, "tx", None):
+        if not hasattr(config, "workerinput") and _distributes(config):
             config.option.tx = bind_workers(config.option.tx, engines)
         else:
             os.environ["DOCKER_HOST"] = worker_engine(os.environ, engines)
     except EngineError as exc:  # a --tx spec naming an engine the run lacks
         raise pytest.UsageError(str(exc)) from exc
+
+
+def _distributes(config: pytest.Config) -> bool:
+    """Whether this process is an xdist controller that starts workers (xdist's own test:
+    `--tx` alone, without `--dist` or `-n`, runs the tests here)."""
+    option = config.option
+    return getattr(option, "dist", "no") != "no" and bool(getattr(option, "tx", None))
