@@ -240,7 +240,8 @@ def main() -> None:
 
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
     engines = run_engines((), os.environ)  # DOCKER_HOST, else the local socket
-    backend = DockerBackend(run_id, "master", engines)
+    os.environ["DOCKER_HOST"] = engines[0]  # testcontainers' clients read it
+    backend = DockerBackend(run_id, "master", engines[0], engines)
     try:
         sources = [make_source(backend, f"source{i}", size) for i in range(args.sources)]
         spec = PeerSpec(name="client", games_tmpfs=f"{int(args.size_gib) + 2}g")

@@ -47,6 +47,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
@@ -571,6 +572,21 @@ def fixture_path(
         name, spec_dir=spec_dir, cache_dir=cache_dir, catalog_path=catalog_path
     )
     return path
+
+
+def fixture_tar(name: str) -> Path:
+    """A tar of the fixture's games root (next to it, made once under a lock), which the
+    Docker backend streams into every container that needs it (`put_archive`)."""
+    root = fixture_path(name)
+    tar_path = root.with_suffix(".tar")
+    with FileLock(str(tar_path) + ".lock"):
+        if not tar_path.exists():
+            tmp = tar_path.with_suffix(".tar.tmp")
+            with tarfile.open(tmp, "w") as tar:
+                for entry in sorted(root.iterdir()):
+                    tar.add(entry, arcname=entry.name)
+            tmp.replace(tar_path)
+    return tar_path
 
 
 def fixture_manifest(

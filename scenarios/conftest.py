@@ -6,7 +6,9 @@ an engine anything; `pytest tests` never does. (`--backend` and `--runlog` are d
 
 Identity comes from pytest-xdist: the controller (or an undistributed pytest) chooses the
 backend and makes the run id once and hands both, with the run's Docker engines, to its workers
-in `workerinput`; the worker id is xdist's `worker_id`, and it picks the worker's engine.
+in `workerinput`; the worker id is xdist's `worker_id`. Each worker's engine is the one its xdist
+spec named (`env:LANPEER_ENGINE`), which harness/plugin.py put in the spec and, in the worker,
+in `DOCKER_HOST` before any client existed: testcontainers and the SDK use it from then on.
 Cleanup: everything carries the run's labels and is removed per test, per worker at exit, and
 by the controller, on every engine, at session start (stale runs) and finish.
 """
@@ -21,7 +23,7 @@ from typing import Any
 import pytest
 
 from harness.backends.base import Backend
-from harness.backends.engines import EngineError, engine_for, run_engines
+from harness.backends.engines import EngineError, run_engines, worker_engine
 from harness.lab import Lab
 from harness.labrun import LAB_RUN, WORKERINPUT_KEY, LabRun
 from harness.nemesis import MECHANISM
@@ -122,7 +124,7 @@ def _make_backend(run: LabRun, worker: str, engines: tuple[str, ...]) -> Backend
     if run.backend == "docker":
         from harness.backends.docker import DockerBackend
 
-        return DockerBackend(run.run_id, worker, engines)
+        return DockerBackend(run.run_id, worker, worker_engine(os.environ, engines), engines)
     from harness.backends.local import LocalBackend
 
     return LocalBackend(run.run_id, worker)
@@ -135,7 +137,7 @@ def lab(request: pytest.FixtureRequest, worker_id: str) -> Iterator[Lab]:
     engines = request.config.stash[ENGINES]
     the_lab = Lab(_make_backend(run, worker_id, engines))
     if run.backend == "docker":  # which engine ran it: in the JUnit XML and the run report
-        request.node.user_properties.append(("engine", engine_for(worker_id, engines)))
+        request.node.user_properties.append(("engine", worker_engine(os.environ, engines)))
     problems: list[str] = []
     try:
         yield the_lab

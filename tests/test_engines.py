@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import execnet
 import pytest
 
 from harness.backends.engines import (
     DEFAULT_ENGINE,
+    ENGINE_ENV,
     EngineError,
-    engine_for,
+    bind_workers,
     parse_engine,
     run_engines,
+    worker_engine,
 )
 
 A = "unix:///var/run/docker.sock"
@@ -76,14 +79,44 @@ def test_a_bad_docker_host_is_refused_too() -> None:
         run_engines([], {"DOCKER_HOST": "docker.example:2375"})
 
 
-def test_workers_alternate_over_the_engines_and_master_takes_the_first() -> None:
-    engines = (A, B)
-    assert [engine_for(f"gw{i}", engines) for i in range(5)] == [A, B, A, B, A]
-    assert engine_for("master", engines) == A
-    assert engine_for("gw7", (A,)) == A
-    assert [engine_for(f"gw{i}", (A, B, C)) for i in range(4)] == [A, B, C, A]
+def test_workers_alternate_over_the_engines_in_their_xdist_specs() -> None:
+    assert bind_workers(["popen"] * 5, (A, B)) == [
+        f"popen//env:{ENGINE_ENV}={i}" for i in (0, 1, 0, 1, 0)
+    ]
+    assert bind_workers(["4*popen"], (A, B, C)) == [
+        f"popen//env:{ENGINE_ENV}={i}" for i in (0, 1, 2, 0)
+    ]
+    assert bind_workers(["popen"], (A,)) == [f"popen//env:{ENGINE_ENV}=0"]
+
+
+def test_a_spec_that_names_its_engine_keeps_it() -> None:
+    given = [f"3*popen//env:{ENGINE_ENV}=1", "popen//nice=5"]
+    assert bind_workers(given, (A, B)) == [
+        *[f"popen//env:{ENGINE_ENV}=1"] * 3,
+        f"popen//nice=5//env:{ENGINE_ENV}=1",
+    ]
+    with pytest.raises(EngineError, match="names no engine"):
+        bind_workers([f"popen//env:{ENGINE_ENV}=2"], (A, B))
+
+
+def test_xdist_sets_the_bound_engine_in_the_worker_environment() -> None:
+    """What execnet makes of a bound spec: the worker's environment gets the index. A URL
+    cannot travel there itself: every engine URL holds "//", which XSpec splits on."""
+    (spec,) = bind_workers([f"popen//env:{ENGINE_ENV}=1"], (A, B))
+    assert execnet.XSpec(spec).env == {ENGINE_ENV: "1"}
+    assert execnet.XSpec(f"popen//env:DOCKER_HOST={A}").env != {"DOCKER_HOST": A}
+
+
+def test_a_worker_keeps_to_the_engine_its_environment_names() -> None:
+    assert worker_engine({ENGINE_ENV: "1"}, (A, B)) == B
+    assert worker_engine({}, (A, B)) == A  # undistributed, or no engine bound: the first
+    for bad in ("2", "-1", "x", ""):
+        with pytest.raises(EngineError, match="names no engine"):
+            worker_engine({ENGINE_ENV: bad}, (A, B))
 
 
 def test_a_run_without_engines_is_an_error() -> None:
     with pytest.raises(EngineError):
-        engine_for("gw0", ())
+        bind_workers(["popen"], ())
+    with pytest.raises(EngineError):
+        worker_engine({}, ())

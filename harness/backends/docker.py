@@ -1,13 +1,15 @@
 """Peers as Docker containers on one network per scenario, on one of the run's engines.
 
-The container *is* the peer: its entrypoint is `lanpeer`, and the handle talks to it through the
-container's stdin/stdout by attaching before start (as `docker run` does), so no line is missed
-and a restart (`docker start` of the same container) keeps its state dir and games root.
+Each peer is a `LanpeerContainer` (harness/lanpeer_container.py, a testcontainers module): the
+container *is* the peer, attached to before start so no line is missed, and a restart (`docker
+start` of the same container) keeps its state dir and games root. A scenario's network is
+testcontainers' `Network`. `DockerBackend.container` is the one place a `PeerSpec` becomes
+container options.
 
-A run may use several engines (`--docker-host`, see engines.py): each worker keeps to one, so
-a scenario's peers and their bridge network are on one engine. Every engine is talked to through
-an explicit client of its own; nothing here reads or writes `DOCKER_HOST` (testcontainers did
-both, which is why its `Network` is no longer used).
+A run may use several engines (`--docker-host`, see engines.py): each xdist worker keeps to one,
+named in its `DOCKER_HOST`, which testcontainers' clients read, so a scenario's peers and their
+bridge network are on one engine. The worker's own client (image, sidecars, helpers) is made for
+that engine explicitly; the controller's sweeps make one per engine.
 
 Cleanup: every container and network carries `lanpeer.run` and `lanpeer.worker` labels; a lab
 removes its own at teardown, each worker sweeps its own at exit, and the controller sweeps the
@@ -29,22 +31,20 @@ import tarfile
 import threading
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
-from docker.utils.socket import frames_iter
-from filelock import FileLock
 
 from harness import powerfs
 from harness.backends.base import GAMES, STATE, LineSink, PeerSpec
-from harness.backends.engines import engine_for
-from harness.fixtures_builder import fixture_path
 from harness.image import engine_client, ensure_peer_image
+from harness.lanpeer_container import LanpeerContainer, Network
 
 STALE_AFTER = dt.timedelta(hours=2)
-POWER_MOUNT = "/power"  # a power peer's games and state dirs: /power/games, /power/state
+# testcontainers' clients: the SDK's own ssh:// transport (paramiko), as engine_client's.
+CLIENT_KW: dict[str, Any] = {"use_ssh_client": False, "timeout": 120}
+POWER_MOUNT = "/power"  # powerfs's mount; bound onto /games and /state for the peer
 POWER_DISK = "/disk"  # powerfs's durable image, in the container's own layer
 POWER_CODE = "/opt/lab"  # harness/powerfs and mfusepy, copied in at create
 
@@ -133,20 +133,6 @@ def _register_worker_sweep(url: str, run_id: str, worker: str) -> None:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
-def _fixture_tar(name: str) -> Path:
-    """A tar of the fixture's games root, made once and streamed into every container."""
-    root = fixture_path(name)
-    tar_path = root.with_suffix(".tar")
-    with FileLock(str(tar_path) + ".lock"):
-        if not tar_path.exists():
-            tmp = tar_path.with_suffix(".tar.tmp")
-            with tarfile.open(tmp, "w") as tar:
-                for entry in sorted(root.iterdir()):
-                    tar.add(entry, arcname=entry.name)
-            tmp.replace(tar_path)
-    return tar_path
-
-
 def _powerfs_tar() -> bytes:
     """harness/powerfs and mfusepy as a tar to unpack at /, landing under POWER_CODE."""
     out = io.BytesIO()
@@ -156,119 +142,50 @@ def _powerfs_tar() -> bytes:
     return out.getvalue()
 
 
+def _power_options(spec: PeerSpec) -> dict[str, Any]:
+    """A power peer's container: powerfs is PID 1. It seeds its disk from /games and /state on
+    the first boot, mounts /power, binds /power/games and /power/state over /games and /state
+    (so the peer, the lab's commands and its manifests all see the mount at the usual paths)
+    and runs lanpeer (the container's command follows the entrypoint) under setpriv with no
+    capabilities: SYS_ADMIN and /dev/fuse are for the mount alone."""
+    dirs = {powerfs.MOUNT_GAMES: GAMES, powerfs.MOUNT_STATE: STATE}
+    peer = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", "lanpeer"]
+    argv = powerfs.run_argv("python3", "powerfs", POWER_DISK, POWER_MOUNT, dirs, peer, bind=dirs)
+    return {
+        "entrypoint": argv,
+        "env": {**spec.env, "PYTHONPATH": POWER_CODE},
+        "devices": ["/dev/fuse:/dev/fuse:rwm"],
+        "cap_add": ["SYS_ADMIN"],
+    }
+
+
 class DockerPeer:
+    """A `PeerProcess` over a `LanpeerContainer`, created (and seeded) at once, started later."""
+
     def __init__(self, backend: DockerBackend, spec: PeerSpec) -> None:
         self.name = spec.name
-        self.backend = backend
         self.spec = spec
-        client = backend.client
-        tmpfs = {GAMES: f"size={spec.games_tmpfs}"} if spec.games_tmpfs else None
-        if tmpfs and (spec.fixture or spec.power):
-            raise RuntimeError("a tmpfs /games cannot be seeded (docker cp cannot reach tmpfs)")
-        self.games, self.state = GAMES, STATE
-        options: dict[str, Any] = {
-            "command": ["--games-dir", GAMES, "--state-dir", STATE, *spec.peer_args()],
-            "environment": spec.env,
-        }
+        self.container = backend.container(spec).create()
         if spec.power:
-            self.games = f"{POWER_MOUNT}/{powerfs.MOUNT_GAMES}"
-            self.state = f"{POWER_MOUNT}/{powerfs.MOUNT_STATE}"
-            # The peer drops every capability (setpriv) before it runs: SYS_ADMIN is for the
-            # mount alone. /games and /state seed the disk on its first boot.
-            peer_argv = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", "lanpeer"]
-            peer_argv += ["--games-dir", self.games, "--state-dir", self.state, *spec.peer_args()]
-            seeds = {powerfs.MOUNT_GAMES: GAMES, powerfs.MOUNT_STATE: STATE}
-            argv = powerfs.run_argv("python3", "powerfs", POWER_DISK, POWER_MOUNT, seeds, peer_argv)
-            options = {
-                "entrypoint": argv[:1],
-                "command": argv[1:],
-                "environment": {**spec.env, "PYTHONPATH": POWER_CODE},
-                "devices": ["/dev/fuse:/dev/fuse:rwm"],
-                "cap_add": ["SYS_ADMIN"],
-            }
-        self.container = client.containers.create(
-            backend.image,
-            stdin_open=True,
-            tty=False,
-            detach=True,
-            network=backend.network_name(),
-            hostname=spec.name,
-            labels={**backend.labels, "lanpeer.peer": spec.name},
-            tmpfs=tmpfs,
-            **options,
-        )
-        if spec.fixture:
-            with open(_fixture_tar(spec.fixture), "rb") as tar:
-                self.container.put_archive(GAMES, tar)
-        if spec.power:
-            self.container.put_archive("/", _powerfs_tar())
-        self._sock: Any = None
+            self.container.get_wrapped_container().put_archive("/", _powerfs_tar())
 
     def start(self, sink: LineSink) -> None:
-        api = self.backend.client.api
-        sock = api.attach_socket(
-            self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-        )
-        self._sock = sock
-        threading.Thread(target=self._pump, args=(sock, sink), daemon=True).start()
-        self.container.start()
-
-    @staticmethod
-    def _pump(sock: Any, sink: LineSink) -> None:
-        partial = {1: b"", 2: b""}
-        names = {1: "stdout", 2: "stderr"}
-        try:
-            for stream, data in frames_iter(sock, tty=False):
-                if stream not in partial:
-                    continue
-                buf = partial[stream] + data
-                *lines, partial[stream] = buf.split(b"\n")
-                for line in lines:
-                    sink(names[stream], line.decode("utf-8", errors="replace"))
-        except (OSError, ValueError):
-            pass
-        for stream, rest in partial.items():
-            if rest:
-                sink(names[stream], rest.decode("utf-8", errors="replace"))
+        self.container.with_sink(sink).start()
 
     def write(self, data: bytes) -> None:
-        raw = getattr(self._sock, "_sock", self._sock)
-        raw.sendall(data)
+        self.container.write(data)
 
     def kill(self) -> None:
-        try:
-            self.container.reload()
-            if self.container.status == "paused":
-                self.container.unpause()
-            self.container.kill()
-            self.container.wait(timeout=60)
-        except docker.errors.APIError:
-            pass
+        self.container.kill()
 
     def exited(self) -> bool:
-        try:
-            self.container.reload()
-        except docker.errors.NotFound:
-            return True
-        return self.container.status not in ("running", "paused")
+        return self.container.exited()
 
     def terminate(self, timeout: float) -> int | None:
-        if not self.exited():
-            if self.container.status == "paused":
-                self.container.unpause()  # a frozen peer cannot act on SIGTERM
-            with contextlib.suppress(docker.errors.APIError):
-                self.container.kill(signal="SIGTERM")
-            try:
-                self.container.wait(timeout=timeout)
-            except Exception:  # requests' ReadTimeout: still running
-                self.kill()
-                return None
-        return self.exit_status()
+        return self.container.terminate(timeout)
 
     def exit_status(self) -> int | None:
-        if not self.exited():
-            return None
-        return int(self.container.attrs["State"]["ExitCode"])
+        return self.container.exit_status()
 
     def arm_power_cut(self, syncs: int) -> None:
         out = io.BytesIO()
@@ -277,58 +194,86 @@ class DockerPeer:
             info = tarfile.TarInfo(f"{POWER_DISK.lstrip('/')}/{powerfs.ARM}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        self.container.put_archive("/", out.getvalue())  # a stopped container takes it too
+        # put_archive reaches the container's own layer whether it runs or not
+        self.container.get_wrapped_container().put_archive("/", out.getvalue())
 
     def pause(self) -> None:
         self.container.pause()
 
     def resume(self) -> None:
-        self.container.unpause()
+        self.container.resume()
 
     def stop(self) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
-            self.container.remove(force=True, v=True)
+        self.container.stop()
+
+    def id(self) -> str:
+        return self.container.get_container_id()
 
     def run(self, argv: list[str]) -> tuple[int, bytes]:
-        rc, out = self.container.exec_run(argv, demux=True)
+        wrapped = self.container.get_wrapped_container()
+        rc, out = wrapped.exec_run(argv, demux=True)
         stdout, stderr = out if isinstance(out, tuple) else (out, b"")
         body = stdout or b""
         return int(rc), body if rc == 0 else body + (stderr or b"")
 
     def path(self, rel: str) -> str:
-        return f"{self.games}/{rel}"
+        return f"{GAMES}/{rel}"
 
     def state_path(self, rel: str) -> str:
-        return f"{self.state}/{rel}"
+        return f"{STATE}/{rel}"
 
 
 class DockerBackend:
     name = "docker"
     unrar = "/usr/local/bin/unrar"  # the image's sidecar, as upstream ships it
 
-    def __init__(self, run_id: str, worker: str, engines: Sequence[str]) -> None:
-        self.engine = engine_for(worker, engines)
+    def __init__(self, run_id: str, worker: str, engine: str, engines: Sequence[str]) -> None:
+        """`engine` is this worker's (its `DOCKER_HOST`, which testcontainers' clients read);
+        `engines` all of the run's, which may already hold the image."""
+        self.engine = engine
         self.client = engine_client(self.engine)
         donors = [url for url in engines if url != self.engine]
         self.image = ensure_peer_image(self.client, donors=donors)
         self.labels = labels(run_id, worker)
         self.peers: list[DockerPeer] = []
         self.helpers: list[Any] = []  # containers that are not peers (the shaper's relays)
-        self._network: Any = None
+        self._network: Network | None = None
         _register_worker_sweep(self.engine, run_id, worker)
 
     def scratch(self, name: str) -> str:
         return f"/tmp/{name}"  # in every container; gone with the container
 
-    def network_name(self) -> str:
+    def network(self) -> Network:
+        """The scenario's bridge network (testcontainers' `Network`, made on first use)."""
         if self._network is None:
-            run, worker = self.labels["lanpeer.run"], self.labels["lanpeer.worker"]
-            self._network = self.client.networks.create(
-                f"lanpeer-{run}-{worker}-{uuid.uuid4().hex[:6]}",
-                driver="bridge",
-                labels=self.labels,
+            network = Network(
+                docker_client_kw=CLIENT_KW,
+                docker_network_kw={"driver": "bridge", "labels": self.labels},
             )
-        return str(self._network.name)
+            run, worker = self.labels["lanpeer.run"], self.labels["lanpeer.worker"]
+            network.name = f"lanpeer-{run}-{worker}-{uuid.uuid4().hex[:6]}"  # not a bare uuid
+            self._network = network.create()
+        return self._network
+
+    def network_name(self) -> str:
+        return self.network().name
+
+    def container(self, spec: PeerSpec) -> LanpeerContainer:
+        """Every option a peer's container is created with, from its `PeerSpec`."""
+        if spec.power and spec.games_tmpfs:
+            raise ValueError("a power peer's /games is powerfs, not a tmpfs")
+        options: dict[str, Any] = _power_options(spec) if spec.power else {"env": dict(spec.env)}
+        return LanpeerContainer(
+            self.image,
+            fixture=spec.fixture,
+            games_tmpfs=spec.games_tmpfs,
+            args=spec.args,
+            mdns=spec.mdns,
+            docker_client_kw=CLIENT_KW,
+            hostname=spec.name,
+            labels={**self.labels, "lanpeer.peer": spec.name},
+            **options,
+        ).with_network(self.network())
 
     def create(self, spec: PeerSpec) -> DockerPeer:
         peer = DockerPeer(self, spec)
@@ -343,7 +288,7 @@ class DockerBackend:
                 self.image,
                 ["-c", script],
                 entrypoint=["sh"],
-                network_mode=f"container:{peer.container.id}",
+                network_mode=f"container:{peer.id()}",
                 cap_add=["NET_ADMIN"],
                 labels={**self.labels, "lanpeer.role": "nemesis", "lanpeer.peer": peer.name},
                 remove=True,

@@ -27,20 +27,23 @@ MOUNT_STATE = "state"
 
 
 def run_argv(
-    python: str, package: str, disk: str, mount: str, seeds: dict[str, str], command: list[str]
+    python: str,
+    package: str,
+    disk: str,
+    mount: str,
+    seeds: dict[str, str],
+    command: list[str],
+    bind: dict[str, str] | None = None,
 ) -> list[str]:
-    """The command line that runs `command` on a powerfs mount at `mount` (see __main__)."""
+    """The command line that runs `command` on a powerfs mount at `mount` (see __main__):
+    `seeds` fill the disk on its first boot (NAME -> DIR, each under /NAME on the mount), `bind`
+    puts /NAME of the mount over DIR while the command runs (in a container, where powerfs may)."""
     seed_args = [f"--seed={name}={path}" for name, path in seeds.items()]
+    bind_args = [f"--bind={name}={path}" for name, path in (bind or {}).items()]
     return [
-        python,
-        "-m",
-        package,
-        "run",
-        "--disk",
-        disk,
-        "--mount",
-        mount,
+        *(python, "-m", package, "run", "--disk", disk, "--mount", mount),
         *seed_args,
+        *bind_args,
         "--",
         *command,
     ]

@@ -4,7 +4,9 @@
 
 `run` boots the disk (the first time from the seed directories, each under /NAME on the mount),
 mounts it by starting `serve` in a process of its own, waits until the mount is up, runs
-COMMAND with this process's stdin and stdout (the peer's JSON lines pass straight through),
+COMMAND (after binding /NAME of the mount over DIR for each --bind NAME=DIR, where this process
+may mount: a container's powerfs has SYS_ADMIN, the command does not) with this process's stdin
+and stdout (the peer's JSON lines pass straight through),
 forwards SIGTERM and SIGINT to it, unmounts when it ends and exits with its status.
 
 Killing this process group (SIGKILL to the container, or the local backend's kill) is the power
@@ -15,6 +17,7 @@ is the reboot.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import select
 import signal
@@ -91,6 +94,22 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+MS_BIND = 4096
+MNT_DETACH = 2
+
+
+def _bind(source: str, target: str) -> None:
+    """mount --bind, by the syscall (the image has no mount(8))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), None, MS_BIND, None) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"bind {source} on {target}: {os.strerror(code)}")
+
+
+def _unbind(target: str) -> None:
+    ctypes.CDLL(None, use_errno=True).umount2(target.encode(), MNT_DETACH)
+
+
 def _seed(text: str) -> tuple[str, Path]:
     name, _, path = text.partition("=")
     if not name or "/" in name:
@@ -131,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         return 70
     os.close(read_end)
 
+    binds = [(name, Path(path)) for name, path in map(_seed, args.bind)]
+    for name, target in binds:
+        _bind(str(Path(args.mount) / name), str(target))
     child = subprocess.Popen(command)  # stdin, stdout, stderr: ours
 
     def forward(signum: int, _frame: object) -> None:
@@ -139,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     status = child.wait()
+    for _name, target in binds:
+        _unbind(str(target))
     subprocess.run(["fusermount3", "-u", args.mount], capture_output=True, check=False)
     if status == -signal.SIGKILL:  # the power went (an armed cut): the mount went with it
         _log("powerfs-power-lost", daemon_status=daemon.wait())
@@ -158,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "serve":
             p.add_argument("--ready-fd", type=int)
         else:
+            p.add_argument("--bind", action="append", default=[], help="NAME=DIR")
             p.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     return serve(args) if args.what == "serve" else run(args)

@@ -1,0 +1,95 @@
+"""`LanpeerContainer` used as another project's tests would use it: no `lab` fixture, no backend,
+only the testcontainers module and testcontainers' `Network` on the engine in `DOCKER_HOST`
+(this worker's engine; harness/plugin.py names it there).
+
+The README's example is run as written, in a child Python, so the README cannot drift from
+what works.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.backends.docker import labels
+from harness.image import engine_client
+from harness.labrun import LAB_RUN
+from harness.lanpeer_container import LanpeerContainer, Network
+
+pytestmark = pytest.mark.requires_docker("a testcontainers module needs a Docker engine")
+
+ROOT = Path(__file__).parents[1]
+EXAMPLE_HEADING = "### A peer in your own tests (testcontainers)"
+
+
+def readme_example() -> str:
+    """The first Python block under the README's testcontainers heading."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(EXAMPLE_HEADING) :]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, f"no python block under {EXAMPLE_HEADING!r}"
+    return match.group(1)
+
+
+def test_the_readme_example_runs_as_written(request: pytest.FixtureRequest) -> None:
+    # The child inherits this worker's engine; the JUnit XML says which it was.
+    request.node.user_properties.append(("engine", os.environ["DOCKER_HOST"]))
+    done = subprocess.run(
+        [sys.executable, "-c", readme_example()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert re.search(r"alienswarm: \d+ bytes", done.stdout), done.stdout
+
+
+def test_a_peer_container_attached_killed_restarted_paused(
+    request: pytest.FixtureRequest, worker_id: str
+) -> None:
+    engine = os.environ["DOCKER_HOST"]  # this worker's, as harness/plugin.py set it
+    request.node.user_properties.append(("engine", engine))
+    client = engine_client(engine)
+    request.addfinalizer(client.close)
+    own = labels(request.config.stash[LAB_RUN].run_id, worker_id)  # the run's sweeps cover it
+    network = Network(docker_network_kw={"labels": own})
+    with (
+        network,
+        LanpeerContainer(games_tmpfs="8m", labels={**own, "lanpeer.peer": "solo"}).with_network(
+            network
+        ) as peer,
+    ):
+        first = peer.expect("local-peer-ready")
+        # Attached before start: the peer's very first line was read.
+        assert peer.records()[0]["event"] == "cli-started"
+        wrapped = peer.get_wrapped_container()
+        assert {k: wrapped.labels[k] for k in own} == own
+        assert client.containers.get(wrapped.id).labels == wrapped.labels  # on this engine
+        rc, mounts = peer.exec(["cat", "/proc/mounts"])
+        assert rc == 0
+        games = next(line for line in mounts.decode().splitlines() if " /games " in line)
+        assert games.startswith("tmpfs") and "size=8192k" in games, games
+
+        assert peer.request("status")["type"] == "result"
+        peer.kill()
+        assert peer.exit_status() == 137
+
+        since = peer.mark()
+        peer.restart()  # the same container: its /state (so its identity) is kept
+        again = peer.expect("local-peer-ready", since=since)
+        assert again["peer_id"] == first["peer_id"]
+
+        peer.pause()
+        assert not peer.exited()
+        peer.resume()
+        assert peer.request("status")["type"] == "result"
+        assert peer.terminate(20) == 0
+    assert not client.containers.list(all=True, filters={"id": wrapped.id})
+    assert not client.networks.list(names=[network.name])
