@@ -61,6 +61,7 @@ def install_game(root: Path, unpacker: Unpacker) -> None:
                 fsync_dir(root)
             raise
         remove_tree(backup)
+        fsync_dir(root)  # finished for good: nothing left for a later recovery to report
     except OSError as exc:
         remove_tree(staging)
         raise PeerError("install-failed", f"install of {root.name} failed: {exc}") from exc
@@ -81,6 +82,7 @@ def uninstall_game(root: Path) -> None:
         # name is never restored (an update's backup would be).
         fsync_dir(root)
         remove_tree(removing)
+        fsync_dir(root)
     except OSError as exc:
         raise PeerError("uninstall-failed", f"uninstall of {root.name} failed: {exc}") from exc
 
