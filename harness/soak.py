@@ -433,6 +433,8 @@ def soak(
     done: list[RunResult] = []
     for i, (kind, pytest_args) in enumerate(todo, 1):
         junit = out / f"run-{i}.xml"
+        # xdist's run uid. The lab's run id is not derived from it: the controller makes its own
+        # (scenarios/conftest.py), so the run id is read back from the JUnit XML (lanpeer_run).
         uid = uuid.uuid4().hex
         cmd = [sys.executable, "-m", "pytest", *pytest_args, "--junitxml", str(junit),
                "--testrunuid", uid]  # fmt: skip
