@@ -39,6 +39,7 @@ from harness.report import history
 from harness.reporter import RUN_PROPERTY
 
 CONFIDENCE = 0.95
+INTERRUPT_GRACE = 120.0  # seconds a pytest interrupted by Ctrl-C gets to end its session
 SCENARIO_PROPERTY = "scenario"  # the user property scenarios/conftest.py gives every scenario
 
 
@@ -185,6 +186,7 @@ class Summary:
     confidence: float
     runs_without_results: list[dict[str, Any]]
     scenarios: list[dict[str, Any]]
+    planned: int = 0  # pytest runs asked for; more than `runs` if the soak was interrupted
 
 
 def summarize(
@@ -195,6 +197,7 @@ def summarize(
     host: str,
     cores: int,
     seeds: Sequence[int] = (),
+    planned: int = 0,
 ) -> Summary:
     scenario_runs = sum(t.runs for t in tallies)
     failures = sum(t.failures for t in tallies)
@@ -220,6 +223,7 @@ def summarize(
         scenarios=[
             {**dataclasses.asdict(t), "runs": t.runs, "flaky": bool(t.flaky_on)} for t in tallies
         ],
+        planned=max(planned, len(runs)),
     )
 
 
@@ -308,8 +312,9 @@ def time_left(
 
 def text_summary(s: Summary) -> str:
     """What the soak prints at the end."""
+    cut = f" (interrupted: {s.runs} of {s.planned} planned)" if s.planned > s.runs else ""
     lines = [
-        f"soak: {s.runs} runs ({', '.join(s.commits) or 'no commit'}), host {s.host} "
+        f"soak{cut}: {s.runs} runs ({', '.join(s.commits) or 'no commit'}), host {s.host} "
         f"({s.cores} cores), {s.started} - {s.finished}",
         f"scenario runs {s.scenario_runs}, failures {s.failures} (skipped {s.skips}): "
         f"rate {100 * s.rate:.3f} %, {100 * s.confidence:.0f} % upper bound "
@@ -333,9 +338,20 @@ Runner = Callable[[list[str], Path], int]  # argv, log file -> exit code
 
 
 def run_logged(argv: list[str], log: Path) -> int:
-    """Run one pytest, its output to `log` (the terminal gets the soak's progress lines)."""
+    """Run one pytest, its output to `log` (the terminal gets the soak's progress lines). On
+    Ctrl-C the child, in the same process group, got the SIGINT too: it is given time to end
+    its session (sweeping its containers, writing its JUnit XML) before the interrupt goes on."""
     with log.open("wb") as out:
-        return subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            try:
+                child.wait(timeout=INTERRUPT_GRACE)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise
 
 
 def tree_label(root: Path) -> str:
@@ -422,7 +438,8 @@ def soak(
     say: Callable[[str], None] = print,
     label: Callable[[Path], str] = tree_label,
 ) -> int:
-    """Run the soak; returns 0 if every scenario run passed, 1 otherwise."""
+    """Run the soak; returns 0 if every scenario run passed, 1 otherwise, 130 if interrupted
+    (Ctrl-C: the runs done so far, and what the interrupted one finished, are still reported)."""
     args, rest = parse_args(argv)
     started = dt.datetime.now(dt.UTC)
     out = args.out or root / "artifacts" / "soak" / f"{started:%Y%m%dT%H%M%SZ}"
@@ -431,6 +448,7 @@ def soak(
     say(f"[soak] {len(todo)} runs ({args.runs} matrix, {len(args.seeds)} seeded); logs in {out}")
     t0 = clock()
     done: list[RunResult] = []
+    interrupted = False
     for i, (kind, pytest_args) in enumerate(todo, 1):
         junit = out / f"run-{i}.xml"
         # xdist's run uid. The lab's run id is not derived from it: the controller makes its own
@@ -440,7 +458,10 @@ def soak(
                "--testrunuid", uid]  # fmt: skip
         commit = label(root)
         begun = clock()
-        code = runner(cmd, out / f"run-{i}.log")
+        try:
+            code = runner(cmd, out / f"run-{i}.log")
+        except KeyboardInterrupt:
+            interrupted, code = True, 130
         seconds = clock() - begun
         run_id, problem = "", ""
         outcomes: dict[str, str] = {}
@@ -457,6 +478,9 @@ def soak(
             done, matrix_left, len(todo) - i - matrix_left, args.nemesis_minutes * 60 + 90
         )
         say(progress(done, len(todo), clock() - t0, left))
+        if interrupted:
+            say(f"[soak] interrupted during run {i}: reporting what was done")
+            break
     tallies = tally(done)
     summary = summarize(
         done,
@@ -466,6 +490,7 @@ def soak(
         platform.node(),
         os.cpu_count() or 0,
         args.seeds,
+        len(todo),
     )
     from harness.report import soakpage
 
@@ -475,6 +500,8 @@ def soak(
     )
     say(text_summary(summary))
     say(f"[soak] report: {out / 'index.html'}")
+    if interrupted:
+        return 130
     return 0 if summary.failures == 0 and not summary.runs_without_results else 1
 
 

@@ -233,3 +233,38 @@ def test_a_clean_soak_exits_zero(tmp_path: Path) -> None:
         label=lambda root: "abc",
     )  # fmt: skip
     assert code == 0
+
+
+def test_an_interrupted_soak_reports_what_was_done(tmp_path: Path) -> None:
+    runner = FakeRunner([{"S01": "passed"}, {"S01": "passed", "S02": "failed"}, {"S01": "passed"}])
+
+    def interrupted_second(argv: list[str], log: Path) -> int:
+        code = runner(argv, log)  # the interrupted pytest still wrote what it finished
+        if len(runner.argvs) == 2:
+            raise KeyboardInterrupt
+        return code
+
+    said: list[str] = []
+    code = soak.soak(
+        ["--runs", "3", "--out", str(tmp_path)], tmp_path, interrupted_second, say=said.append,
+        label=lambda root: "abc",
+    )  # fmt: skip
+    assert code == 130 and len(runner.argvs) == 2
+    assert "[soak] interrupted during run 2: reporting what was done" in said
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["runs"], summary["planned"], summary["scenario_runs"]) == (2, 3, 3)
+    assert "soak (interrupted: 2 of 3 planned)" in "\n".join(said)
+    assert "interrupted: 2 of 3 planned runs done" in (tmp_path / "index.html").read_text()
+
+
+def test_the_real_runner_logs_the_childs_output(tmp_path: Path) -> None:
+    import sys
+
+    log = tmp_path / "run.log"
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys; print('out'); print('err', file=sys.stderr); exit(3)",
+    ]
+    assert soak.run_logged(argv, log) == 3
+    assert log.read_text().split() == ["out", "err"]

@@ -70,7 +70,13 @@ def render(summary: Summary, root: str, runs: list[dict[str, Any]]) -> str:
     verdict = "failed" if s.failures else "passed"
     body = (
         f"<h1>lanpeer soak {escape(s.started)}</h1>"
-        f'<div class="muted">{s.runs} runs · commit {escape(", ".join(s.commits))} · '
+        + (
+            f'<div class="failed" id="interrupted">interrupted: {s.runs} of {s.planned} planned '
+            "runs done</div>"
+            if s.planned > s.runs
+            else ""
+        )
+        + f'<div class="muted">{s.runs} runs · commit {escape(", ".join(s.commits))} · '
         f"{escape(s.started)} - {escape(s.finished)} · host {escape(s.host)} ({s.cores} cores)"
         + (f" · N01 seeds {escape(', '.join(map(str, s.seeds)))}" if s.seeds else "")
         + "</div>"
