@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.junitxml import xml_key
 
 from harness.labrun import LAB_RUN
 from harness.report import history, pages, timeline
-from harness.runlog import RunLog, git
+from harness.runlog import RunLog, tree
 
+RUN_PROPERTY = "lanpeer_run"  # the JUnit XML's global property naming the lab's run id
 MAX_TIMELINE = 64 * 1024 * 1024  # bytes of one timeline JSON read back
 
 
@@ -76,9 +78,14 @@ class Reporter:
         self.written: Path | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """Read RUNLOG.md before this run appends its own entry to it."""
+        """Read RUNLOG.md before this run appends its own entry to it, and name the run in the
+        JUnit XML (`lanpeer_run`), so a reader of that file (`harness.soak`) finds its report."""
         if not self.runlog.controller:
             return
+        xml = self.config.stash.get(xml_key, None)
+        run = self.config.stash.get(LAB_RUN, None)
+        if xml is not None and run is not None:
+            xml.add_global_property(RUN_PROPERTY, run.run_id)
         path = self.config.rootpath / str(self.config.getoption("runlog") or "RUNLOG.md")
         try:
             self.history = history.parse(path.read_text(errors="replace"))
@@ -124,10 +131,11 @@ def write(root: Path, run_id: str, backend: str, reporter: Reporter) -> Path:
     """Write the index and one page per scenario that left a timeline; returns the index."""
     out = report_dir(root, run_id)
     out.mkdir(parents=True, exist_ok=True)
+    commit, dirty = tree()
     info = pages.RunInfo(
         run_id=run_id,
         backend=backend,
-        commit=git("rev-parse", "--short", "HEAD") or "uncommitted",
+        commit=commit + (" (with uncommitted changes)" if dirty else ""),
         started=f"{reporter.runlog.started:%Y-%m-%d %H:%M} UTC",
         workers=str(reporter.runlog.workers),
     )
@@ -135,6 +143,8 @@ def write(root: Path, run_id: str, backend: str, reporter: Reporter) -> Path:
     now = history.Run(
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} {history.THIS_RUN}",
         {r.sid: history.Result(r.outcome, r.seconds) for r in rows},
+        commit=None if dirty or commit == "uncommitted" else commit,
+        run_id=run_id,
     )
     written: set[str] = set()
     for row in rows:

@@ -74,7 +74,11 @@ class RunLog:
             )
         run = self.config.stash.get(LAB_RUN, None)
         with self.path.open("a") as f:
-            f.write(self.render(run.backend if run else "?", str(self.workers)))
+            f.write(
+                self.render(
+                    run.backend if run else "?", str(self.workers), run.run_id if run else ""
+                )
+            )
 
     @pytest.fixture
     def figure(self, request: pytest.FixtureRequest) -> Figure:
@@ -105,10 +109,11 @@ class RunLog:
             entry.reason = text.splitlines()[0][:200] if text else ""
             entry.explanation += report.longreprtext
 
-    def render(self, backend: str, workers: str) -> str:
-        commit = git("rev-parse", "--short", "HEAD") or "uncommitted"
-        changed = git("status", "--porcelain", "--", ".", ":!RUNLOG.md")
+    def render(self, backend: str, workers: str, run_id: str = "") -> str:
+        """The entry; the run id ties it to `artifacts/report/<run id>/` (and a soak to it)."""
+        commit, changed = tree()
         dirty = " (with uncommitted changes)" if changed else ""
+        run = f"; run `{run_id}`" if run_id else ""
         counts: dict[str, int] = {}
         for e in self.entries.values():
             counts[e.outcome] = counts.get(e.outcome, 0) + 1
@@ -116,7 +121,7 @@ class RunLog:
         lines = [
             f"### {self.started:%Y-%m-%d %H:%M} UTC - {summary}",
             "",
-            f"- commit `{commit}`{dirty}; backend `{backend}`; workers `{workers}`; "
+            f"- commit `{commit}`{dirty}{run}; backend `{backend}`; workers `{workers}`; "
             f"wall {(dt.datetime.now(dt.UTC) - self.started).total_seconds():.0f} s",
             "",
             "| scenario | outcome | seconds | figures |",
@@ -134,6 +139,13 @@ class RunLog:
 def _scenario_key(sid: str) -> tuple[str, int]:
     digits = "".join(ch for ch in sid if ch.isdigit())
     return (sid[0], int(digits or 0))
+
+
+def tree() -> tuple[str, bool]:
+    """The checkout's short commit ("uncommitted" if none) and whether it has uncommitted
+    changes (RUNLOG.md, which every run appends to, does not count)."""
+    commit = git("rev-parse", "--short", "HEAD") or "uncommitted"
+    return commit, bool(git("status", "--porcelain", "--", ".", ":!RUNLOG.md"))
 
 
 def git(*args: str) -> str:

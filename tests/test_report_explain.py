@@ -14,12 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from harness import soak
+
 pytest_plugins = ["pytester"]
 
 CONFTEST = Path(__file__).parents[1] / "scenarios" / "conftest.py"
 
 FAKE = """
 import pytest
+
+from harness import soak
 
 from harness.lab import Lab
 
@@ -83,3 +87,10 @@ def test_a_failed_scenario_explains_itself_and_its_report_page_shows_it(
     waited = (report / "F02.html").read_text()
     assert "failing wait: peer <b>waiter</b>" in waited
     assert "waiting for event download-finished where None" in waited
+
+    # The JUnit XML names the run, so a soak (harness/soak.py) finds each failure's page.
+    assert soak.read_junit((root / "junit.xml").read_text()) == (
+        run_id,
+        {"F01": "failed", "F02": "failed"},
+    )
+    assert (root / soak.page_path(run_id, "F02")).read_text() == waited

@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-from harness.report.history import Run, outcome_class, trend, trend_html
+from harness.report.history import (
+    MARKS,
+    Mark,
+    Run,
+    classify,
+    marks_html,
+    outcome_class,
+    trend,
+    trend_html,
+)
 from harness.report.svg import fit, sources_plot, swimlanes
 from harness.report.timeline import Timeline
 
@@ -58,6 +67,9 @@ svg text{font:11px system-ui,sans-serif;fill:#222}
 .failure{stroke:#c62828;stroke-width:2.5}.gap{fill:#d8d8d8}.waiting{fill:#c62828;opacity:.15}
 .band{fill:#e6550d;opacity:.13;pointer-events:all}.band.b-pause{fill:#6a51a3}
 .band.b-loss{fill:#d9b600}.band.b-rate-cap{fill:#8c564b}
+.badge{display:inline-block;font-size:11px;font-weight:600;padding:0 6px;margin-left:6px;
+border-radius:8px;white-space:nowrap}.b-flaky{background:#fff0c2;color:#7a5b00}
+.b-newly-failing{background:#fde0e0;color:#c62828}.b-newly-fixed{background:#dcf2e3;color:#1a7f37}
 .explain{border-left:4px solid #c62828;background:#fff5f5;padding:8px 12px;margin:10px 0}
 pre{white-space:pre-wrap;font-size:12px;margin:4px 0}
 .legend-item{display:inline-block;margin-right:14px}
@@ -117,8 +129,10 @@ def _figures(row: Row) -> str:
 def index(
     run: RunInfo, rows: list[Row], history: list[Run], pages: set[str], junit: str = ""
 ) -> str:
-    """The run's matrix: outcome, seconds, figures and trend per scenario, failures first;
-    `junit` is the relative link to the run's JUnit XML, if it wrote one."""
+    """The run's matrix: outcome, seconds, figures, trend and marks (flaky, newly failing,
+    newly fixed) per scenario, failures first; `history` ends with this run; `junit` is the
+    relative link to the run's JUnit XML, if it wrote one."""
+    marked = classify(history)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.outcome] = counts.get(row.outcome, 0) + 1
@@ -128,6 +142,7 @@ def index(
         failed = outcome_class(row.outcome) == "failed"
         link = page_name(row.sid) + ("#explanation" if failed else "")
         name = f'<a href="{link}">{escape(row.sid)}</a>' if row.sid in pages else escape(row.sid)
+        name += marks_html(marked.get(row.sid, []))
         note = f'<div class="failed">{escape(row.reason)}</div>' if row.reason else ""
         lines.append(
             f'<tr data-scenario="{escape(row.sid)}"><td>{name}</td>'
@@ -141,11 +156,31 @@ def index(
         f"{escape(run.backend)} · workers {escape(run.workers)}"
         + (f' · <a href="{escape(junit)}">JUnit XML</a>' if junit else "")
         + "</div>"
-        f"<h2>{escape(summary)}</h2>"
+        f"<h2>{escape(summary)}</h2>{marks_line(marked)}"
         "<table><tr><th>scenario</th><th>outcome</th><th>seconds</th><th>figures</th>"
         "<th>last runs (RUNLOG.md)</th></tr>" + "".join(lines) + "</table>"
     )
     return _page(f"lanpeer run {run.run_id}", body)
+
+
+def marks_line(marked: dict[str, list[Mark]]) -> str:
+    """How many scenarios carry each mark, with their names."""
+    parts = []
+    for kind in MARKS:
+        sids = sorted(
+            (s for s, found in marked.items() if any(m.kind == kind for m in found)), key=_key
+        )
+        parts.append(
+            f'<span class="marks-{kind.replace(" ", "-")}">{len(sids)} {kind}'
+            + (f" ({escape(', '.join(sids))})" if sids else "")
+            + "</span>"
+        )
+    return (
+        '<div class="marks">From RUNLOG.md: '
+        + " · ".join(parts)
+        + ' <span class="muted">(flaky: passed and failed on one commit; runs with uncommitted '
+        "changes count for no commit)</span></div>"
+    )
 
 
 def _key(sid: str) -> tuple[str, int]:
