@@ -11,12 +11,23 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from harness.backends.base import Backend, PeerSpec
 from harness.nemesis import Nemesis
 from harness.peer import PeerHandle
 from harness.waiting import DEFAULT_TIMEOUT
+
+
+class PeerOptions(TypedDict, total=False):
+    """A peer's options besides its name (PeerSpec's fields). `power`: its games and state
+    dirs are on powerfs, so a power cut loses what it never synced."""
+
+    fixture: str | None
+    args: tuple[str, ...]
+    games_tmpfs: str | None
+    mdns: bool
+    power: bool
 
 
 class Lab:
@@ -39,34 +50,16 @@ class Lab:
         self._record("failed", message=message)
 
     def peer(
-        self,
-        name: str,
-        fixture: str | None = None,
-        args: tuple[str, ...] = (),
-        games_tmpfs: str | None = None,
-        mdns: bool = False,
-        power: bool = False,
-        timeout: float = DEFAULT_TIMEOUT,
+        self, name: str, timeout: float = DEFAULT_TIMEOUT, **options: Unpack[PeerOptions]
     ) -> PeerHandle:
         """Start a peer and wait until it is ready (its address is then on the handle)."""
-        handle = self.create(name, fixture, args, games_tmpfs, mdns, power)
+        handle = self.create(name, **options)
         handle.start(timeout=timeout)
         return handle
 
-    def create(
-        self,
-        name: str,
-        fixture: str | None = None,
-        args: tuple[str, ...] = (),
-        games_tmpfs: str | None = None,
-        mdns: bool = False,
-        power: bool = False,
-    ) -> PeerHandle:
-        """A peer made but not started (`peer` starts it). `power`: its games and state dirs
-        are on powerfs, so a power cut loses what it never synced."""
-        spec = PeerSpec(
-            name=name, fixture=fixture, args=args, games_tmpfs=games_tmpfs, mdns=mdns, power=power
-        )
+    def create(self, name: str, **options: Unpack[PeerOptions]) -> PeerHandle:
+        """A peer made but not started (`peer` starts it)."""
+        spec = PeerSpec(name=name, **options)
         handle = PeerHandle(self.backend.create(spec), spec)
         self.peers.append(handle)
         return handle

@@ -100,22 +100,21 @@ class Tree:
     # -- changes -------------------------------------------------------------------------------
 
     def create(self, path: str, mode: int) -> File:
-        parent, name = self.parent(path)
-        if name in parent.entries:
-            raise FsError(errno.EEXIST)
         node = File(self.new_id(), mode=stat.S_IMODE(mode))
-        parent.entries[name] = node
-        parent.mtime_ns = time.time_ns()
+        self._add(path, node)
         return node
 
     def mkdir(self, path: str, mode: int) -> Dir:
+        node = Dir(self.new_id(), mode=stat.S_IMODE(mode))
+        self._add(path, node)
+        return node
+
+    def _add(self, path: str, node: Node) -> None:
         parent, name = self.parent(path)
         if name in parent.entries:
             raise FsError(errno.EEXIST)
-        node = Dir(self.new_id(), mode=stat.S_IMODE(mode))
         parent.entries[name] = node
         parent.mtime_ns = time.time_ns()
-        return node
 
     def unlink(self, path: str) -> None:
         parent, name = self.parent(path)
