@@ -14,13 +14,15 @@ from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
 
+from peer import digest
 from peer.errors import ERROR_CODES, ErrorCode, PeerError
 from peer.paths import GAME_ID_PATTERN, check_file_list, check_game_id, check_relative_path
 
 # 3: ids bound to keys (mutual TLS); GetGame names the chunk size. 4: every archive entry in a
-# stream listing carries the SHA-256 of its extracted bytes.
-PROTOCOL_VERSION = 4
-ALPN = "lanpeer/4"
+# stream listing carries the SHA-256 of its extracted bytes. 5: chunk and entry digests are
+# BLAKE3 (`peer.digest`), the fields that carry them say `digest`, not `sha256`.
+PROTOCOL_VERSION = 5
+ALPN = "lanpeer/5"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a control message, whole
 MAX_INTRO_BYTES = 8 * 1024 * 1024  # a Hello or HelloAck listing MAX_GAMES games fits
 MAX_LANE_LINE = 4096  # a fast-lane request or header line
@@ -36,6 +38,7 @@ GameId = Annotated[str, msgspec.Meta(pattern=GAME_ID_PATTERN)]
 Token = Annotated[str, msgspec.Meta(max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
 Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]
+Digest = Annotated[str, msgspec.Meta(pattern=digest.DIGEST_PATTERN)]  # `peer.digest`'s, hex
 Address = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:\[\]-]{1,253}:[0-9]{1,5}\Z")]
 Version = Annotated[str, msgspec.Meta(max_length=256)]
 MAX_GAMES = 10_000
@@ -43,7 +46,7 @@ MAX_FILES = 200_000
 MAX_CHUNK = 1024 * 1024 * 1024
 ChunkSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_CHUNK)]
 # A GameFiles reply must fit in MAX_MESSAGE_BYTES: a source refuses to describe a game in more
-# chunks than this (a chunk costs 67 bytes: its hash, quoted, and a comma).
+# chunks than this (a chunk costs 67 bytes: its digest, quoted, and a comma).
 MAX_DESCRIBED_CHUNKS = 200_000
 
 
@@ -81,16 +84,17 @@ def chunk_count(size: int, chunk_size: int) -> int:
 
 
 class FileDescriptor(_Value, frozen=True):
-    """One transferable file of a game root: its size and a SHA-256 per fixed-size chunk.
+    """One transferable file of a game root: its size and a digest (`peer.digest`) per
+    fixed-size chunk.
 
-    The chunk hashes let a receiver verify every chunk it gets from any source against the
+    The chunk digests let a receiver verify every chunk it gets from any source against the
     descriptor that the majority of sources agreed on.
     """
 
     path: Text
     size: Count
     chunk_size: ChunkSize
-    chunks: Annotated[tuple[Sha256, ...], msgspec.Meta(max_length=MAX_DESCRIBED_CHUNKS)]
+    chunks: Annotated[tuple[Digest, ...], msgspec.Meta(max_length=MAX_DESCRIBED_CHUNKS)]
 
     def __post_init__(self) -> None:
         check_relative_path(self.path)
@@ -98,13 +102,13 @@ class FileDescriptor(_Value, frozen=True):
             raise ValueError("chunk hash count does not match the file size")
 
 
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+EMPTY_DIGEST = digest.EMPTY
 
 
 class ArchiveEntry(_Value, frozen=True):
     """One member of a root archive, as a streamed install extracts it into `local/`.
 
-    `sha256` is the digest of the bytes the source's own extraction produced: CRC32 (from the
+    `digest` (`peer.digest`) is of the bytes the source's own extraction produced: CRC32 (from the
     archive header) is no defence against a liar, so a streamed entry is installed only when
     its bytes match the digest the plurality of sources agreed on. A folder's is the empty one.
     """
@@ -113,11 +117,11 @@ class ArchiveEntry(_Value, frozen=True):
     size: Count
     crc32: Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)]
     is_dir: bool
-    sha256: Sha256
+    digest: Digest
 
     def __post_init__(self) -> None:
         check_relative_path(self.path, reserved=False)
-        if self.is_dir and (self.size, self.sha256) != (0, EMPTY_SHA256):
+        if self.is_dir and (self.size, self.digest) != (0, EMPTY_DIGEST):
             raise ValueError("a folder entry holds no bytes")
 
 

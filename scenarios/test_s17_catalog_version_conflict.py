@@ -1,6 +1,6 @@
 """S17 Catalog-version conflict: B and C disagree, stale A is never consulted, download fails.
 
-Votes compare sizes and chunk SHA-256s, so A's stale `version.ini` could never side with B; the
+Votes compare sizes and chunk digests, so A's stale `version.ini` could never side with B; the
 check that A was not consulted is that the refusal counts exactly two variants (B's and C's).
 """
 

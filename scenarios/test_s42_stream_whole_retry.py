@@ -3,7 +3,7 @@
 Two sources serve the same catalog-version `cnctw`; sources are tried in address order, so the
 one that sorts first is made the broken one: both start pointing `--unrar` at a path that does
 not exist yet; the later one gets a real unrar there, the first one an unrar that is honest on
-its first payload pass (the one its listing's SHA-256s come from) and fails every later one.
+its first payload pass (the one its listing's digests come from) and fails every later one.
 (Address order is the peer's, "host:port" as strings: on the local backend 127.x.y.10 sorts
 before 127.x.y.9, so start order alone would not decide it.) The broken source is validated
 like the good one, fails its stream, contributes no chunk, and the good one then streams the

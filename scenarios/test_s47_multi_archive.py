@@ -5,7 +5,7 @@
 order, member order inside each archive, gives the expected sequence. The source's unrar is
 wrapped to log its calls: one payload pass per archive for the stream, never one per member
 (which would decompress a solid archive's prefix again for every member), after the one pass per
-archive that its listing takes once to give each entry its SHA-256.
+archive that its listing takes once to give each entry its digest.
 """
 
 import pytest
@@ -57,7 +57,7 @@ def test_s47_multi_archive_streamed_install_order(lab: Lab) -> None:
     assert rc == 0, log
     passes = [line.split() for line in log.decode().splitlines() if line.startswith("p ")]
     paths = [source.process.path(a) for a in ARCHIVES]
-    # The listing's own pass (each entry's SHA-256, once, then cached), then the stream's.
+    # The listing's own pass (each entry's digest, once, then cached), then the stream's.
     assert [p[-1] for p in passes] == [*paths, *paths], (
         "one payload pass per archive for the listing, one for the stream, in sorted order"
     )

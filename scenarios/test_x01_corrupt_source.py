@@ -2,7 +2,7 @@
 
 The liar's archive is damaged in place after it hashed it, with size and mtime restored, so it
 keeps advertising the honest descriptor (as silent disk corruption would). Every chunk is checked
-against the validated SHA-256: the bad chunk is refetched from the honest source and the liar is
+against the validated BLAKE3: the bad chunk is refetched from the honest source and the liar is
 excluded. With the liar as the only source the download fails cleanly.
 """
 

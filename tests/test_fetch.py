@@ -731,7 +731,7 @@ async def test_a_lie_is_reported_per_chunk_and_per_source(
     await download(ctx, games, [good, bad])
 
     [(_host, asked)] = [(h, r) for h, r in ctx.lane.chunk_requests if h == "bad"]
-    reason = f"{asked.path}@{asked.offset}: bytes do not match the validated SHA-256"
+    reason = f"{asked.path}@{asked.offset}: bytes do not match the validated BLAKE3"
     who = {"game_id": GAME, "peer_id": "id-bad", "peer_addr": "bad:4000"}
     assert ctx.named("download-chunk-failed") == [
         {**who, "path": asked.path, "offset": asked.offset, "code": "bad-chunk", "reason": reason}

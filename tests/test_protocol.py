@@ -7,12 +7,12 @@ paths that leave a game root, and arbitrary bytes and JSON values (hypothesis).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, get_args
 
 import msgspec
 import pytest
+from blake3 import blake3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +20,7 @@ from peer.advert import library_delta
 from peer.errors import PeerError
 from peer.mesh import apply_delta
 from peer.protocol import (
+    EMPTY_DIGEST,
     MAX_LANE_LINE,
     PROTOCOL_VERSION,
     ChunkHeader,
@@ -309,8 +310,8 @@ def test_a_chunk_request_needs_its_type() -> None:
 
 
 def manifest(*entries: tuple[str, bool], archives: int = 1) -> dict[str, Any]:
-    empty = hashlib.sha256(b"").hexdigest()
-    listed = [{"path": p, "size": 0, "crc32": 0, "is_dir": d, "sha256": empty} for p, d in entries]
+    empty = blake3(b"").hexdigest()
+    listed = [{"path": p, "size": 0, "crc32": 0, "is_dir": d, "digest": empty} for p, d in entries]
     one = {"name": "a.eti", "solid": True, "entries": listed}
     return {"type": "stream-manifest", "game_id": "a", "archives": [one] * archives}
 
@@ -360,6 +361,31 @@ def test_an_incompatible_peer_is_told_both_versions() -> None:
     with pytest.raises(PeerError) as err:
         decode_request(raw({**hello_fields(), "proto": 1}))
     assert err.value.message == f"peer speaks protocol 1, we speak {PROTOCOL_VERSION}"
+
+
+def test_a_sha256_peer_is_refused_and_its_listing_never_read_as_blake3() -> None:
+    """Protocol 5 moved chunk and entry digests from SHA-256 to BLAKE3 (same hex length). A
+    protocol-4 peer's Hello is refused as incompatible, naming both versions; and were one of
+    its listings to arrive anyway, its `sha256` field is refused, never taken as a digest."""
+    assert PROTOCOL_VERSION == 5
+    with pytest.raises(PeerError) as err:
+        decode_request(raw({**hello_fields(), "proto": 4}))
+    assert (err.value.code, err.value.message) == (
+        "incompatible",
+        "peer speaks protocol 4, we speak 5",
+    )
+    old = manifest(("a.bin", False))
+    entry = old["archives"][0]["entries"][0]
+    entry["sha256"] = entry.pop("digest")
+    assert "unknown field `sha256`" in refusal_message(decode_reply, raw(old))
+
+
+def test_digests_on_the_wire_are_lowercase_hex_of_blake3_length() -> None:
+    for bad in ("A" * 64, "a" * 63, "a" * 65, "g" * 64):
+        listed = manifest(("a.bin", False))
+        listed["archives"][0]["entries"][0]["digest"] = bad
+        assert refusal(decode_reply, raw(listed)) == "bad-message", bad
+    assert len(EMPTY_DIGEST) == 64 and blake3(b"").hexdigest() == EMPTY_DIGEST
 
 
 def test_a_lane_line_of_exactly_the_limit_is_decoded() -> None:

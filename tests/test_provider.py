@@ -8,7 +8,6 @@ sees on the wire when the provider fails, and what the source's operator sees in
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import signal
@@ -19,11 +18,12 @@ from pathlib import Path
 
 import pytest
 import structlog
+from blake3 import blake3
 
 from peer.budgets import Tally
 from peer.errors import PeerError
 from peer.protocol import (
-    EMPTY_SHA256,
+    EMPTY_DIGEST,
     ArchiveEntry,
     ArchiveListing,
     EntryHeader,
@@ -140,7 +140,7 @@ async def test_listing_reports_solidity_and_folder_entries(tmp_path: Path) -> No
     assert (first.name, first.solid, second.name, second.solid) == ("a.eti", True, "b.eti", False)
     by_path = {e.path: e for e in first.entries}
     assert by_path["x/empty"] == ArchiveEntry(
-        path="x/empty", size=0, crc32=0, is_dir=True, sha256=EMPTY_SHA256
+        path="x/empty", size=0, crc32=0, is_dir=True, digest=EMPTY_DIGEST
     )
     assert by_path["x/f.txt"].size == 5 and not by_path["x/f.txt"].is_dir
     assert by_path["x/BOX"].size == 1, "only a trailing / is cut from a name"
@@ -150,23 +150,21 @@ async def test_listing_reports_solidity_and_folder_entries(tmp_path: Path) -> No
 async def test_listing_digests_are_of_the_extracted_bytes_and_cached(
     root: Path, tmp_path: Path
 ) -> None:
-    """Issue 17, class 1: each entry carries the SHA-256 of our own extraction, taken once per
+    """Issue 17, class 1: each entry carries the BLAKE3 of our own extraction, taken once per
     archive file (like descriptors) and again only when the file changes."""
     log = tmp_path / "passes.log"
     unrar = fake_unrar(tmp_path, "counting", f'echo "$1" >> "{log}"\nexec "$UNRAR" "$@"')
     cache = ListingCache(unrar, Tally())
     (listing,) = await cache.listings(root)
-    assert {e.path: e.sha256 for e in listing.entries} == {
-        p: hashlib.sha256(d).hexdigest() for p, d in FILES.items()
+    assert {e.path: e.digest for e in listing.entries} == {
+        p: blake3(d).hexdigest() for p, d in FILES.items()
     }
     assert await cache.listings(root) == (listing,)
     assert log.read_text().split() == ["p"], "the second listing came from the cache"
     make_archive(root.parent / "next", "cnctw.eti", {**FILES, "c.txt": b"changed"})
     os.replace(root.parent / "next" / "cnctw.eti", root / "cnctw.eti")
     (changed,) = await cache.listings(root)
-    assert {e.path: e.sha256 for e in changed.entries}["c.txt"] == hashlib.sha256(
-        b"changed"
-    ).hexdigest()
+    assert {e.path: e.digest for e in changed.entries}["c.txt"] == blake3(b"changed").hexdigest()
     assert log.read_text().split() == ["p", "p"]
 
 
@@ -203,7 +201,7 @@ async def test_entries_follow_the_listing_and_end_the_stream(root: Path) -> None
 
 async def test_folder_entries_are_skipped_not_the_end(root: Path) -> None:
     (listing,) = await list_archives(root)
-    folder = ArchiveEntry(path="data", size=0, crc32=0, is_dir=True, sha256=EMPTY_SHA256)
+    folder = ArchiveEntry(path="data", size=0, crc32=0, is_dir=True, digest=EMPTY_DIGEST)
     with_folder = ArchiveListing(listing.name, listing.solid, (folder, *listing.entries))
     frames = await stream(root, (with_folder,), UNRAR)
     assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]

@@ -199,3 +199,19 @@ async def test_a_reply_that_cannot_be_encoded_is_answered_as_internal(
     reply = await conn.request(Ping("0" * 32), timeout=WAIT)
     assert isinstance(reply, ErrorReply) and reply.code == "internal", reply
     assert "could not be encoded" in reply.message
+
+
+async def test_a_peer_of_the_previous_protocol_is_refused_at_the_handshake(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A protocol-4 peer (SHA-256 chunk digests) offers ALPN `lanpeer/4`: the handshake fails
+    with no common protocol, so not one message, descriptors included, is ever exchanged; and
+    the refusing peer goes on serving peers of its own version."""
+    monkeypatch.setattr(endpoint, "ALPN", "lanpeer/4")
+    with pytest.raises(PeerError) as err:
+        await dial(tmp_path, server, "old")
+    assert err.value.code == "connect-failed", err.value
+    assert server.conns == []
+    monkeypatch.undo()
+    current = await dial(tmp_path, server)
+    assert await answers(current)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 
 from peer.paths import PROGRESS, RESERVED_ROOT_NAMES
 from peer.protocol import FileDescriptor
@@ -111,7 +111,7 @@ def test_a_missing_torn_or_linked_record_loads_as_none(tmp_path: Path) -> None:
 def test_chunks_on_disk_are_judged_by_their_hash(tmp_path: Path) -> None:
     data = bytes(range(20))
     (tmp_path / "data.bin").write_bytes(data)
-    digest = [hashlib.sha256(p).hexdigest() for p in (data[0:8], data[8:16], data[16:20])]
+    digest = [blake3(p).hexdigest() for p in (data[0:8], data[8:16], data[16:20])]
     files = (FileDescriptor("data.bin", 20, 8, tuple(digest)),)
     chunks = chunks_of(files)
     assert disk.verified_on_disk(tmp_path, chunks) == [True, True, True]

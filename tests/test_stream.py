@@ -168,7 +168,7 @@ async def test_bytes_that_keep_every_crc_are_caught_by_the_digest(
     start: Start, tmp_path: Path
 ) -> None:
     """Issue 17, class 1: a liar that lists honestly, sorts first and streams other bytes with
-    the same sizes and CRC32s is excluded on the voted SHA-256, and the stream is retried from
+    the same sizes and CRC32s is excluded on the voted digest, and the stream is retried from
     an honest source: the installed files are the honest bytes."""
     liar, honest = await start("liar"), await start("honest")
     client = await start("client")
@@ -185,7 +185,7 @@ async def test_bytes_that_keep_every_crc_are_caught_by_the_digest(
     await client.wait("install-finished", game_id=GAME)
     excluded = [e for e in client.events if e["event"] == "download-source-excluded"]
     assert [(e["peer_addr"], e["code"]) for e in excluded] == [(liar.node.addr, "bad-chunk")]
-    assert "SHA-256" in excluded[0]["reason"], excluded
+    assert "BLAKE3" in excluded[0]["reason"], excluded
     assert local_files(client) == PAYLOAD
 
 

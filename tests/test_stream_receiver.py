@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import os
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -18,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3
 from mocklane import GAME, MockContext, StreamHandler, source
 
 from harness import crcforge
 from peer.errors import PeerError
 from peer.paths import LOCAL_DIR, STAGING_DIR
 from peer.protocol import (
-    EMPTY_SHA256,
+    EMPTY_DIGEST,
     ArchiveEntry,
     ArchiveListing,
     EntryHeader,
@@ -47,12 +47,12 @@ FOLDER = "a/empty"
 
 
 def entry(path: str, data: bytes) -> ArchiveEntry:
-    digest = hashlib.sha256(data).hexdigest()
+    digest = blake3(data).hexdigest()
     return ArchiveEntry(path, len(data), zlib.crc32(data), False, digest)
 
 
 ENTRIES = (
-    ArchiveEntry(path=FOLDER, size=0, crc32=0, is_dir=True, sha256=EMPTY_SHA256),
+    ArchiveEntry(path=FOLDER, size=0, crc32=0, is_dir=True, digest=EMPTY_DIGEST),
     *(entry(p, d) for p, d in FILES.items()),
 )
 LISTING = (ArchiveListing("g1.eti", True, ENTRIES),)
@@ -278,7 +278,7 @@ async def test_bytes_that_keep_size_and_crc_but_not_the_digest_exclude_the_sourc
     games: Path,
 ) -> None:
     """A liar whose bytes match every validated size and CRC32 (forged: the first byte flipped,
-    four bytes recomputed) is excluded on the SHA-256, and the honest source's bytes land."""
+    four bytes recomputed) is excluded on the digest, and the honest source's bytes land."""
     forged = {path: crcforge.corrupt_keeping_crc(data) for path, data in FILES.items()}
     deep = FILES["a/b/deep.bin"]
     assert forged["a/b/deep.bin"] != deep and zlib.crc32(forged["a/b/deep.bin"]) == zlib.crc32(deep)
@@ -286,7 +286,7 @@ async def test_bytes_that_keep_size_and_crc_but_not_the_digest_exclude_the_sourc
         games,
         honest(forged),
         "bad-chunk",
-        "a/b/deep.bin: bytes do not match the validated SHA-256",
+        "a/b/deep.bin: bytes do not match the validated BLAKE3",
     )
 
 

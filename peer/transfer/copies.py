@@ -3,7 +3,7 @@ and which copy wins when two race (the end game).
 
 A chunk normally has one copy in flight, received straight into its place in the game file.
 In the end game it may have two: the holder's, in place, and a duplicate's, in a scratch file.
-The first copy verified against the validated SHA-256 claims the chunk; the other is cancelled
+The first copy verified against the validated digest claims the chunk; the other is cancelled
 and waited for (its lane socket cut and its thread stopped) before the winner goes on, so no
 byte of a losing copy can land after the claim.
 """
@@ -11,11 +11,11 @@ byte of a losing copy can land after the claim.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from peer import digest
 from peer.errors import PeerError
 from peer.files import write_all
 from peer.transfer.plan import Chunk, Scheduler
@@ -29,7 +29,7 @@ class ChunkWriter:
 
     def __init__(self, fd: int, chunk: Chunk, base: int) -> None:
         self.fd, self.chunk, self.base = fd, chunk, base
-        self.hasher = hashlib.sha256()
+        self.hasher = digest.hasher()
         self.got = 0
 
     def write(self, data: memoryview | bytes) -> None:

@@ -4,10 +4,10 @@ committed last, the progress record saved and loaded."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from pathlib import Path
 
+from peer import digest
 from peer.errors import PeerError
 from peer.files import (
     clear_wrong_kind,
@@ -147,7 +147,7 @@ def open_scratch(path: Path) -> int:
 def copy_verified(scratch: int, target: int, chunk: Chunk) -> None:
     """Copy a chunk verified in `scratch` (from its start) to its place in `target`, hashing
     what is read back: the scratch file must still hold the bytes that were verified."""
-    h = hashlib.sha256()
+    h = digest.hasher()
     done = 0
     while done < chunk.length:
         block = os.pread(scratch, min(MIB, chunk.length - done), done)
@@ -156,7 +156,7 @@ def copy_verified(scratch: int, target: int, chunk: Chunk) -> None:
         h.update(block)
         write_all(target, block, chunk.offset + done)
         done += len(block)
-    if done != chunk.length or h.hexdigest() != chunk.sha256:
+    if done != chunk.length or h.hexdigest() != chunk.digest:
         raise OSError(errno.EIO, f"the scratch copy of {chunk.path}@{chunk.offset} changed")
 
 
@@ -182,7 +182,7 @@ def verified_on_disk(root: Path, chunks: list[Chunk]) -> list[bool]:
     """Whether each chunk's bytes on disk still hash to its descriptor (flat memory)."""
     verdicts = []
     for chunk in chunks:
-        h = hashlib.sha256()
+        h = digest.hasher()
         try:
             with os.fdopen(open_regular(target_path(root, chunk.path)), "rb") as f:
                 f.seek(chunk.offset)
@@ -192,7 +192,7 @@ def verified_on_disk(root: Path, chunks: list[Chunk]) -> list[bool]:
                     remaining -= len(block)
         except OSError:
             remaining = -1
-        verdicts.append(remaining == 0 and h.hexdigest() == chunk.sha256)
+        verdicts.append(remaining == 0 and h.hexdigest() == chunk.digest)
     return verdicts
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peer import digest
 from peer.blocking import in_thread
 from peer.errors import PeerError
 from peer.events import Event
@@ -105,10 +106,10 @@ class _Download:
             source.data_token, self.game_id, chunk.path, chunk.offset, chunk.length
         )
         await self.ctx.lane.fetch(source.host, source.data_port, request, sink)
-        if sink.got != chunk.length or sink.hasher.hexdigest() != chunk.sha256:
+        if sink.got != chunk.length or sink.hasher.hexdigest() != chunk.digest:
             raise PeerError(
                 "bad-chunk",
-                f"{chunk.path}@{chunk.offset}: bytes do not match the validated SHA-256",
+                f"{chunk.path}@{chunk.offset}: bytes do not match the validated {digest.NAME}",
             )
 
     async def fetch_one(self, chunk: Chunk, source: Source) -> None:

@@ -3,13 +3,13 @@
 A request is one JSON line (`protocol.ChunkRequest`, carrying the serving peer's data token,
 which it hands out only inside its QUIC Hello); the reply is one JSON line (`ChunkHeader` or
 `ErrorReply`) and, when granted, exactly the asked bytes, sent with `sendfile`. Every chunk is
-checked on arrival against the SHA-256 of the validated descriptor, so the lane needs no
+checked on arrival against the digest (BLAKE3) of the validated descriptor, so the lane needs no
 encryption of its own to be safe against corruption or a lying peer.
 
 The serving end is `upload.py`. This end hands each chunk's bytes to a `ChunkSink` the fetcher
 gives it (which writes and hashes them), so a test can put an in-memory lane in its place.
 `TcpLane` receives a chunk in a thread of its own with blocking `recv_into` a reused buffer,
-and the sink runs in that thread too: `recv_into`, `os.pwrite` and `hashlib` release the GIL,
+and the sink runs in that thread too: `recv_into`, `os.pwrite` and `blake3` release the GIL,
 so two chunks in flight use two cores, and no byte is copied through asyncio's stream buffers
 or hashed on the loop.
 """

@@ -20,7 +20,7 @@ class Chunk:
     path: str
     offset: int
     length: int
-    sha256: str
+    digest: str  # `peer.digest` of the chunk's bytes, from the validated descriptor
 
 
 Offer = TypeVar("Offer", bound=Hashable)

@@ -3,7 +3,7 @@
 Names, sizes and CRC32s come from the archives' own headers (`rarfile`); the bytes from the
 peer's `--unrar`: one `unrar p` per archive, in sorted root order, whose stdout is the archive's
 file entries back to back in archive order, cut by the listed sizes. One pass per archive keeps
-a solid archive linear. A listing also carries each entry's SHA-256, taken from one such pass of
+a solid archive linear. A listing also carries each entry's BLAKE3, taken from one such pass of
 our own and cached per archive file (path, inode, size, mtime) as descriptors are, because CRC32
 vouches for nothing against a liar: receivers install only bytes matching the voted digests.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import signal
 import subprocess
@@ -30,12 +29,13 @@ from pathlib import Path
 import rarfile
 import structlog
 
+from peer import digest
 from peer.budgets import Tally
 from peer.errors import PeerError
 from peer.library import open_root_archive as open_archive
 from peer.library import root_archives
 from peer.protocol import (
-    EMPTY_SHA256,
+    EMPTY_DIGEST,
     ArchiveEntry,
     ArchiveListing,
     EntryHeader,
@@ -65,7 +65,7 @@ def read_headers(archive: Path, fd: int) -> ArchiveListing:
                     size=0 if info.is_dir() else int(info.file_size),
                     crc32=int(info.CRC or 0),
                     is_dir=bool(info.is_dir()),
-                    sha256=EMPTY_SHA256,
+                    digest=EMPTY_DIGEST,
                 )
                 for info in rf.infolist()
             )
@@ -188,19 +188,19 @@ class ListingCache:
                 if entry.is_dir:
                     entries.append(entry)
                     continue
-                digest, crc, remaining = hashlib.sha256(), 0, entry.size
+                hasher, crc, remaining = digest.hasher(), 0, entry.size
                 while remaining:
                     data = await proc.stdout.read(min(SEND_SLICE, remaining))
                     if not data:
                         raise PeerError("not-servable", f"{unrar} ended early in {entry.path}")
                     progress.moved()
-                    digest.update(data)
+                    hasher.update(data)
                     crc = zlib.crc32(data, crc)
                     remaining -= len(data)
                 if crc != entry.crc32:
                     raise PeerError("not-servable", f"{archive.name}: {entry.path} fails its CRC")
                 entries.append(
-                    ArchiveEntry(entry.path, entry.size, entry.crc32, False, digest.hexdigest())
+                    ArchiveEntry(entry.path, entry.size, entry.crc32, False, hasher.hexdigest())
                 )
             await _finish(proc, unrar, archive)
         return ArchiveListing(headers.name, headers.solid, tuple(entries))

@@ -12,7 +12,6 @@ to the work behind them: descriptors hashed in a thread, listings and entries fr
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from asyncio import StreamWriter
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peer import digest
 from peer.blocking import in_thread
 from peer.budgets import Tally
 from peer.catalog import Catalog
@@ -155,11 +155,12 @@ def carriable(root: Path, rel: str) -> str:
 
 
 def hash_chunks(path: Path, chunk_size: int) -> tuple[str, ...]:
-    """SHA-256 of each `chunk_size` slice of the file, read in 1 MiB blocks (flat memory)."""
+    """The digest (`peer.digest`) of each `chunk_size` slice of the file, read in 1 MiB blocks
+    (flat memory)."""
     digests: list[str] = []
     with os.fdopen(open_regular(path), "rb") as f:  # swapped for a FIFO, it must not hang us
         while True:
-            h = hashlib.sha256()
+            h = digest.hasher()
             remaining = chunk_size
             while remaining:
                 block = f.read(min(HASH_BLOCK, remaining))

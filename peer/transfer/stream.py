@@ -1,10 +1,10 @@
 """The receiving side of a streamed install: a game's archives, extracted, straight into staging.
 
-The archive listings (names, sizes, CRC32 and SHA-256 of every entry, in order) are asked of
+The archive listings (names, sizes, CRC32 and digest of every entry, in order) are asked of
 every catalog-version source and validated by plurality, as download descriptors are; a source
 whose listing disagrees is not used. Then one source streams every entry; each is written under
 `.local.installing/` with the path rules of downloads and checked against the validated size,
-CRC32 and SHA-256 (a liar can forge CRC32, not the digest), all before `promote`. A failed
+CRC32 and BLAKE3 (a liar can forge CRC32, not the digest), all before `promote`. A failed
 attempt is rolled back and the whole stream is tried again from the next validated source
 (there is no byte-offset resume). Nothing of the archive or the root sentinel is ever written:
 the result is an install without a download (`LocalOnly`).
@@ -13,7 +13,6 @@ the result is an install without a download (`LocalOnly`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peer import digest
 from peer.blocking import in_thread
 from peer.errors import PeerError
 from peer.files import fsync_dir, sync_tree, write_all
@@ -103,7 +103,7 @@ class _Receiver:
         self.fd = -1
         self.got = 0
         self.crc = 0
-        self.digest = hashlib.sha256()
+        self.digest = digest.hasher()
 
     async def run(self, files: list[ArchiveEntry]) -> None:
         expected = iter(files)
@@ -132,7 +132,7 @@ class _Receiver:
             self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise LocalWriteError(f"{entry.path}: {exc}") from exc
-        self.entry, self.got, self.crc, self.digest = entry, 0, 0, hashlib.sha256()
+        self.entry, self.got, self.crc, self.digest = entry, 0, 0, digest.hasher()
 
     def _write(self, data: bytes) -> None:
         entry = self.entry
@@ -156,8 +156,10 @@ class _Receiver:
             raise PeerError(
                 "bad-chunk", f"{entry.path}: bytes do not match the validated size and CRC32"
             )
-        if self.digest.hexdigest() != entry.sha256:  # CRC32 is forgeable; the digest is not
-            raise PeerError("bad-chunk", f"{entry.path}: bytes do not match the validated SHA-256")
+        if self.digest.hexdigest() != entry.digest:  # CRC32 is forgeable; the digest is not
+            raise PeerError(
+                "bad-chunk", f"{entry.path}: bytes do not match the validated {digest.NAME}"
+            )
         path = f"{STAGING_DIR}/{entry.path}"
         source_event(
             self.ctx,
