@@ -20,7 +20,9 @@ answered from the cache): the source side of a first download, in seconds and so
 It prints each leg's runs, medians, the ratio of lanpeer to each raw leg, the client peer's peak
 RSS (VmHWM, reset before each lanpeer leg) and the CPU seconds each side used per leg.
 `--sources 2` or `4` adds sources with the same file and prints the aggregate rate and the
-per-source split (raw legs are still from one source). The machine is shared: each leg prints
+per-source split (raw legs are still from one source); the `lanpeer1` leg is a second client,
+linked to the first source only, downloading the same game: one source against N in one run.
+The machine is shared: each leg prints
 how many cores the rest of the host used meanwhile (host busy time from this machine's
 /proc/stat minus the legs' own CPU; meaningful with a local engine), a leg under load is marked
 with `*`. Asserts nothing about time.
@@ -138,6 +140,9 @@ RAW_LEGS = {
     "raw2-none": (2, "none"),
 }
 DEFAULT_LEGS = ("raw1-sha256", "raw2-sha256", "raw2-none", "lanpeer")
+# `lanpeer1`: a second client peer, linked to the first source only, downloads the same game:
+# the one-source rate in the same run as the aggregate of `--sources N` (issue 20).
+PEER_LEGS = ("lanpeer", "lanpeer1")
 BASELINE = "raw2-none"  # the ceiling: lanpeer's goal is 0.9 of it (issue 20)
 
 
@@ -277,7 +282,7 @@ def probe_describe(sources: list[PeerHandle], client: PeerHandle, chunk_size: in
     )
 
 
-def lanpeer_leg(sources: list[PeerHandle], client: PeerHandle) -> Leg:
+def lanpeer_leg(sources: list[PeerHandle], client: PeerHandle, kind: str = "lanpeer") -> Leg:
     rc, out = client.run("rm", "-rf", f"{GAMES}/{GAME}")
     assert rc == 0, out
     reset_peak_rss(client)
@@ -288,7 +293,7 @@ def lanpeer_leg(sources: list[PeerHandle], client: PeerHandle) -> Leg:
     cpu_after = [proc_cpu_s(p) for p in (client, *sources)]
     used = [a - b for a, b in zip(cpu_after, cpu_before, strict=True)]
     return Leg(
-        "lanpeer",
+        kind,
         float(w.terminal["mib_per_s"]),
         client_cpu_s=used[0],
         source_cpu_s=sum(used[1:]),
@@ -348,7 +353,7 @@ def main() -> None:
     args = parser.parse_args()
     size = int(args.size_gib * GIB)
     kinds = args.legs.split(",")
-    assert all(k == "lanpeer" or k in RAW_LEGS for k in kinds), kinds
+    assert all(k in PEER_LEGS or k in RAW_LEGS for k in kinds), kinds
 
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
     engines = run_engines((), os.environ)  # DOCKER_HOST, else the local socket
@@ -360,16 +365,24 @@ def main() -> None:
         client = PeerHandle(backend.create(spec), spec)
         client.start()
         client.connect(*sources)
+        solo = None
+        if "lanpeer1" in kinds:
+            solo_spec = PeerSpec(name="client1", games_tmpfs=f"{int(args.size_gib) + 2}g")
+            solo = PeerHandle(backend.create(solo_spec), solo_spec)
+            solo.start()
+            solo.connect(sources[0])
         if "lanpeer" in kinds:
             describe(sources, client, size)
         legs: list[Leg] = []
         for run in range(args.runs):
             for kind in kinds[run % len(kinds) :] + kinds[: run % len(kinds)]:
-                leg = (
-                    lanpeer_leg(sources, client)
-                    if kind == "lanpeer"
-                    else raw_leg(kind, sources[0], client, size)
-                )
+                if kind == "lanpeer":
+                    leg = lanpeer_leg(sources, client)
+                elif kind == "lanpeer1":
+                    assert solo is not None
+                    leg = lanpeer_leg(sources[:1], solo, "lanpeer1")
+                else:
+                    leg = raw_leg(kind, sources[0], client, size)
                 legs.append(leg)
                 print(
                     f"  run {run} {kind:11s} {leg.mib_per_s:7.1f} MiB/s  cpu recv "
@@ -392,6 +405,8 @@ def main() -> None:
             for kind in (k for k in kinds if k != "lanpeer"):
                 note = "  <- the issue-20 baseline (goal 0.90)" if kind == BASELINE else ""
                 print(f"lanpeer {label}/ {kind}: {medians['lanpeer'] / medians[kind]:.2f}{note}")
+        if "lanpeer1" in medians:
+            print("  (lanpeer1: one source, from a client linked to that source only)")
         if args.sources > 1:
             for leg in (x for x in legs if x.kind == "lanpeer"):
                 total = sum((leg.split or {}).values()) or 1
