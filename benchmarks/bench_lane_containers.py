@@ -22,13 +22,12 @@ RSS (VmHWM, reset before each lanpeer leg) and the CPU seconds each side used pe
 `--sources 2` or `4` adds sources with the same file and prints the aggregate rate and the
 per-source split (raw legs are still from one source); the `lanpeer1` leg is a second client,
 linked to the first source only, downloading the same game: one source against N in one run.
-The machine is shared: each leg prints
-how many cores the rest of the host used meanwhile (host busy time from this machine's
-/proc/stat minus the legs' own CPU; meaningful with a local engine), a leg under load is marked
-with `*`. Asserts nothing about time.
+The machine is shared: each leg prints how many cores the rest of the host used meanwhile (host
+busy time from this machine's /proc/stat minus the legs' own CPU; meaningful with a local
+engine), a leg under load is marked with `*`. Asserts nothing about time.
 
     .venv/bin/python benchmarks/bench_lane_containers.py [--runs 3] [--size-gib 2] [--sources 2]
-        [--legs raw1-sha256,raw2-sha256,raw2-none,lanpeer]
+        [--legs raw1-sha256,raw2-sha256,raw2-blake3,raw2-none,lanpeer,lanpeer1]
 """
 
 from __future__ import annotations
