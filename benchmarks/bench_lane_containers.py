@@ -98,7 +98,13 @@ fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 part = -(-size // streams)
 got = [0] * streams
 digests = [""] * streams
+errors = []
 def receive(i, sock):
+    try:
+        work(i, sock)
+    except Exception as exc:
+        errors.append(repr(exc))
+def work(i, sock):
     offset, count = i * part, min(part, size - i * part)
     sock.sendall(f"{offset} {count}\\n".encode())
     buf = bytearray(1 << 20)
@@ -127,7 +133,7 @@ os.close(fd)
 secs = time.perf_counter() - start
 os.unlink(dest)
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"bytes": sum(got), "secs": secs, "digests": digests,
+print(json.dumps({"bytes": sum(got), "secs": secs, "digests": digests, "errors": errors,
                   "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_kib": ru.ru_maxrss}))
 """
 
@@ -360,13 +366,14 @@ def main() -> None:
     backend = DockerBackend(run_id, "master", engines[0], engines)
     try:
         sources = [make_source(backend, f"source{i}", size) for i in range(args.sources)]
-        spec = PeerSpec(name="client", games_tmpfs=f"{int(args.size_gib) + 2}g")
+        # Room for the downloaded game and a raw leg's file at once (a raw leg may follow one).
+        spec = PeerSpec(name="client", games_tmpfs=f"{int(args.size_gib) * 2 + 2}g")
         client = PeerHandle(backend.create(spec), spec)
         client.start()
         client.connect(*sources)
         solo = None
         if "lanpeer1" in kinds:
-            solo_spec = PeerSpec(name="client1", games_tmpfs=f"{int(args.size_gib) + 2}g")
+            solo_spec = PeerSpec(name="client1", games_tmpfs=f"{int(args.size_gib) * 2 + 2}g")
             solo = PeerHandle(backend.create(solo_spec), solo_spec)
             solo.start()
             solo.connect(sources[0])

@@ -102,7 +102,7 @@ def build_archive(cache: Path, kind: str, size: int) -> tuple[Path, int]:
 
 
 def container_id(peer: PeerHandle) -> str:
-    return str(peer.process.container.id)  # type: ignore[attr-defined]
+    return str(peer.process.id())  # type: ignore[attr-defined]
 
 
 def seed_source(source: PeerHandle, game: str, archive: Path) -> None:
@@ -214,7 +214,7 @@ def main() -> None:
 
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
     engines = run_engines((), os.environ)
-    backend = DockerBackend(run_id, "master", engines)
+    backend = DockerBackend(run_id, "master", engines[0], engines)
     unrar = backend.unrar
     try:
         held = sum(a.stat().st_size for a, _ in archives.values())
