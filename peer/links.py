@@ -23,7 +23,15 @@ import structlog
 
 from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
-from peer.mesh import REDIAL_REASONS, PeerTable, RemotePeer, liveness, meeting, redial_delay
+from peer.mesh import (
+    REDIAL_REASONS,
+    PeerTable,
+    RemotePeer,
+    keeps_new_link,
+    liveness,
+    meeting,
+    redial_delay,
+)
 from peer.output import Emit
 from peer.protocol import (
     DuplicateIdentity,
@@ -103,6 +111,8 @@ class Links:
         except PeerError:
             conn.close()
             raise
+        if self.conns.get(met.peer_id) is not conn:
+            conn.close()  # the peer was linked already, by the link both ends keep
         return met
 
     def discovered(self, peer_id: str, addr: str, dial: bool) -> None:
@@ -147,6 +157,17 @@ class Links:
             clash = self._saw_duplicate(intro.peer_id, (known.addr, intro.listen_addr))
             self._spawn(self._send_quietly(known.peer_id, clash), f"tell-{known.peer_id}")
             return clash
+        old = self.conns.get(intro.peer_id)
+        if (
+            met == "same-process"
+            and known is not None
+            and old is not None
+            and not keeps_new_link(self.peer_id, intro.peer_id, old.dialled, conn.dialled)
+            and await self._answers(known.peer_id)
+        ):
+            # A second link to a live process (both ends dialled at once): both keep the other
+            # one. A silent old link is replaced instead, as the other end has dropped it.
+            return known
         return await self._register(conn, intro)
 
     def _saw_duplicate(self, peer_id: str, addrs: tuple[str, str]) -> DuplicateIdentity:
@@ -235,7 +256,15 @@ class Links:
         conn = self.conns.get(peer_id)
         if conn is None:
             raise PeerError("peer-unreachable", f"peer {peer_id} is gone")
-        return await conn.request(message, timeout)
+        try:
+            return await conn.request(message, timeout)
+        except PeerError:
+            newer = self.conns.get(peer_id)
+            if not conn.closed or newer is None or newer is conn:
+                raise
+            # The link was replaced under the request (the peer dialled us again, or both ends
+            # did at once): the peer is still here; ask again on the link that is.
+            return await newer.request(message, timeout)
 
     def broadcast(self, message: Request) -> None:
         """Send `message` to every linked peer, without waiting; failures are only logged."""

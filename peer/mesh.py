@@ -94,6 +94,17 @@ def meeting(
     return "same-process" if intro.data_token == known.data_token else "restart-or-clone"
 
 
+def keeps_new_link(own_id: str, remote_id: str, old_ours: bool, new_ours: bool) -> bool:
+    """Two live links to one process (both ends dialled at once, as after a cut both redial):
+    whether to keep the new one. Both ends keep the link dialled by the smaller peer id, since
+    each sees the same two dialers, so they settle on one link instead of each closing the one
+    the other kept. Two links from one dialer: the newer wins (its old one is stale)."""
+    if old_ours == new_ours:
+        return True
+    dialler_of_new = own_id if new_ours else remote_id
+    return dialler_of_new == min(own_id, remote_id)
+
+
 @dataclass(frozen=True)
 class Liveness:
     """What the liveness rule asks for at one moment."""

@@ -108,6 +108,11 @@ class ControlConnection(QuicConnectionProtocol):
         super().datagram_received(data, addr)
 
     @property
+    def dialled(self) -> bool:
+        """Whether we dialled this link (the QUIC client end)."""
+        return bool(self._quic.configuration.is_client)
+
+    @property
     def proven_peer_id(self) -> str | None:
         """The peer id whose key the other end proved in the handshake, if it showed one."""
         tls = getattr(self._quic, "tls", None)

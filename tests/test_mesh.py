@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peer.mesh import Liveness, PeerTable, RemotePeer, liveness, meeting
+from peer.mesh import Liveness, PeerTable, RemotePeer, keeps_new_link, liveness, meeting
 from peer.protocol import PROTOCOL_VERSION, GameSummary, Hello, LibraryDelta
 
 ME, OTHER = "a" * 32, "b" * 32
@@ -69,3 +69,21 @@ def test_the_table_records_upserts_deltas_and_removals_by_peer_id() -> None:
 
 def summary(game_id: str) -> GameSummary:
     return GameSummary(game_id, "1", True, False, "Ready", 10)
+
+
+@pytest.mark.parametrize(("small", "large"), [("a" * 32, "b" * 32), ("0" * 31 + "1", "f" * 32)])
+def test_both_ends_keep_the_same_one_of_two_live_links(small: str, large: str) -> None:
+    """Link L1 dialled by one end, L2 by the other, seen in either order at either end: both
+    ends keep the link the smaller peer id dialled."""
+    for first_by_small in (True, False):  # which link each end saw first
+        for end, other in ((small, large), (large, small)):
+            old_ours = (end == small) == first_by_small
+            keep_new = keeps_new_link(end, other, old_ours=old_ours, new_ours=not old_ours)
+            kept_dialled_by_us = (not old_ours) if keep_new else old_ours
+            kept_dialler = end if kept_dialled_by_us else other
+            assert kept_dialler == small, (end, first_by_small)
+
+
+def test_a_second_link_from_the_same_dialer_replaces_the_first() -> None:
+    assert keeps_new_link("a" * 32, "b" * 32, old_ours=True, new_ours=True)
+    assert keeps_new_link("a" * 32, "b" * 32, old_ours=False, new_ours=False)

@@ -9,6 +9,7 @@ import pytest
 from nodes import Start, ready
 
 from peer.mesh import REDIAL_MAX, redial_delay
+from peer.protocol import Ping, Pong
 
 
 def test_redial_backs_off_to_a_ceiling() -> None:
@@ -48,4 +49,26 @@ async def test_an_idle_mesh_keeps_its_peers_through_several_stale_timeouts(start
     since = (len(a.events), len(c.events))
     with pytest.raises(AssertionError, match="no 1x peer-lost"):
         await a.wait("peer-lost", since=since[0], timeout=2.0)  # over three stale timeouts
+    assert "peer-lost" not in [e["event"] for e in c.events[since[1] :]]
+
+
+async def test_two_ends_dialling_each_other_at_once_settle_on_one_link(start: Start) -> None:
+    """After a cut both ends redial; the two links cross. Each end keeps the same one (the one
+    the smaller peer id dialled), neither sees the other lost, and a request made meanwhile is
+    answered (a link replaced under it is asked again on the one kept)."""
+    a, c = await ready(await start("a")), await ready(await start("c"))
+    since = (len(a.events), len(c.events))
+    await asyncio.gather(a.node.links.connect(c.node.addr), c.node.links.connect(a.node.addr))
+    await a.wait("peer-connected", peer_id=c.node.peer_id, since=since[0])
+    await c.wait("peer-connected", peer_id=a.node.peer_id, since=since[1])
+    answers = await asyncio.gather(
+        *(a.node.links.request(c.node.peer_id, Ping(a.node.peer_id)) for _ in range(5))
+    )
+    assert all(isinstance(r, Pong) for r in answers)
+    kept_a, kept_c = a.node.links.conns[c.node.peer_id], c.node.links.conns[a.node.peer_id]
+    assert not kept_a.closed and not kept_c.closed
+    smaller = min(a.node.peer_id, c.node.peer_id)
+    assert kept_a.dialled == (a.node.peer_id == smaller)
+    assert kept_c.dialled == (c.node.peer_id == smaller)
+    assert "peer-lost" not in [e["event"] for e in a.events[since[0] :]]
     assert "peer-lost" not in [e["event"] for e in c.events[since[1] :]]
