@@ -19,7 +19,26 @@ shell), so the lab can copy it into a peer container and run it as `python3 -m p
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("powerfs")
+
+
+def configure_logging() -> None:
+    """structlog JSON lines on stderr, as the peer's: the lab reads both the same way (its
+    health check flags error-level lines; it waits on the cut's own line)."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
 
 ARM = "cut-at-sync"  # in the disk dir: the lab's arming of a cut (fuse.py reads it)
 MOUNT_GAMES = "games"

@@ -25,21 +25,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import configure_logging, log
 from .disk import Disk
 from .tree import Dir, File, Tree
 
 MOUNT_TIMEOUT_S = 30.0
-
-
-def _log(event: str, **fields: object) -> None:
-    """One JSON line on stderr, in the peer's structlog shape (the lab reads both the same way)."""
-    import json
-
-    print(
-        json.dumps({"event": event, "level": "info", "logger": "powerfs", **fields}),
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 def seed_tree(seeds: list[tuple[str, Path]]) -> Tree:
@@ -78,11 +68,11 @@ def serve(args: argparse.Namespace) -> int:
     Path(args.disk).mkdir(parents=True, exist_ok=True)
     if disk.formatted():
         tree = disk.boot()
-        _log("powerfs-booted", disk=args.disk, nodes=len(disk.dirs) + len(disk.files))
+        log.info("powerfs-booted", disk=args.disk, nodes=len(disk.dirs) + len(disk.files))
     else:
         tree = seed_tree([_seed(s) for s in args.seed])
         disk.format(tree)
-        _log("powerfs-formatted", disk=args.disk, seeds=args.seed)
+        log.info("powerfs-formatted", disk=args.disk, seeds=args.seed)
     ready = args.ready_fd
 
     def mounted() -> None:
@@ -146,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     ready, _, _ = select.select([read_end], [], [], MOUNT_TIMEOUT_S)
     if not ready or os.read(read_end, 1) != b"1":
         daemon.kill()
-        _log("powerfs-mount-failed", mount=args.mount, status=daemon.wait(), level="error")
+        log.error("powerfs-mount-failed", mount=args.mount, status=daemon.wait())
         return 70
     os.close(read_end)
 
@@ -165,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
         _unbind(str(target))
     subprocess.run(["fusermount3", "-u", args.mount], capture_output=True, check=False)
     if status == -signal.SIGKILL:  # the power went (an armed cut): the mount went with it
-        _log("powerfs-power-lost", daemon_status=daemon.wait())
+        log.info("powerfs-power-lost", daemon_status=daemon.wait())
     elif daemon.wait() != 0:
-        _log("powerfs-daemon-failed", status=daemon.returncode, level="error")
+        log.error("powerfs-daemon-failed", status=daemon.returncode)
     return 128 - status if status < 0 else status
 
 
@@ -185,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--bind", action="append", default=[], help="NAME=DIR")
             p.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    configure_logging()
     return serve(args) if args.what == "serve" else run(args)
 
 

@@ -12,11 +12,9 @@ needs no lock; a peer's files here are small, the scenarios' point is which byte
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import stat
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,7 +22,7 @@ from typing import Any, TypeVar
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # the host may also have libfuse 2
 import mfusepy
 
-from . import ARM
+from . import ARM, log
 from .disk import Disk
 from .tree import Dir, File, FsError, Node, Tree, st_mode
 
@@ -69,15 +67,7 @@ class PowerFs(mfusepy.Operations):  # type: ignore[misc]
             arm.unlink()
             self.cut_at = self.syncs - 1 + count if count > 0 else None
         if self.cut_at is not None and self.syncs >= self.cut_at:
-            line = {
-                "event": "powerfs-power-cut",
-                "level": "info",
-                "logger": "powerfs",
-                "sync": self.syncs,
-                "op": what,
-                "path": path,
-            }
-            print(json.dumps(line), file=sys.stderr, flush=True)
+            log.info("powerfs-power-cut", sync=self.syncs, op=what, path=path)
             os.killpg(0, signal.SIGKILL)  # a container's init survives it, and then exits
 
     def _node(self, path: str | None, fh: int | None = None) -> Node:
