@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -337,15 +338,35 @@ def text_summary(s: Summary) -> str:
 Runner = Callable[[list[str], Path], int]  # argv, log file -> exit code
 
 
+_TERMINATED = False  # stopped by SIGTERM: the child pytest has not been told yet
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and a supervisor's SIGTERM both stop the soak and report what was done, even when
+    it was started in the background, where a shell hands SIGINT over ignored (and Python then
+    raises no KeyboardInterrupt)."""
+
+    def terminated(_signum: int, _frame: object) -> None:
+        global _TERMINATED
+        _TERMINATED = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def run_logged(argv: list[str], log: Path) -> int:
     """Run one pytest, its output to `log` (the terminal gets the soak's progress lines). On
-    Ctrl-C the child, in the same process group, got the SIGINT too: it is given time to end
-    its session (sweeping its containers, writing its JUnit XML) before the interrupt goes on."""
+    Ctrl-C the child, in the same process group, got the SIGINT too (on SIGTERM it is sent
+    one): it is given time to end its session (sweeping its containers, writing its JUnit XML)
+    before the interrupt goes on."""
     with log.open("wb") as out:
         child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         try:
             return child.wait()
         except KeyboardInterrupt:
+            if _TERMINATED and child.poll() is None:
+                child.send_signal(signal.SIGINT)
             try:
                 child.wait(timeout=INTERRUPT_GRACE)
             except subprocess.TimeoutExpired:
@@ -506,6 +527,7 @@ def soak(
 
 
 def main() -> None:
+    stop_on_signals()
     sys.exit(soak(sys.argv[1:], Path.cwd()))
 
 

@@ -268,3 +268,23 @@ def test_the_real_runner_logs_the_childs_output(tmp_path: Path) -> None:
     ]
     assert soak.run_logged(argv, log) == 3
     assert log.read_text().split() == ["out", "err"]
+
+
+def test_sigterm_and_an_inherited_ignored_sigint_both_stop_the_soak() -> None:
+    """A soak started in the background gets SIGINT ignored from its shell; a supervisor stops
+    it with SIGTERM. Both must raise KeyboardInterrupt, the soak's way to report and end."""
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        soak.stop_on_signals()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signum)
+                signal.sigtimedwait([], 0.1)  # a point where the handler runs
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+        soak._TERMINATED = False
