@@ -202,6 +202,12 @@ class PeerHandle(Transcript):
         self._start("start", timeout)
 
     def _start(self, action: str, timeout: float) -> None:
+        since = self._launch(action)
+        ready = self.expect("local-peer-ready", since=since, timeout=timeout)
+        self.addr, self.peer_id = ready["addr"], ready["peer_id"]
+
+    def _launch(self, action: str) -> int:
+        """Start the process, recording it (and its throttle); the cursor of its first record."""
         rate = _flag(self.spec.args, "--max-upload-rate")
         self._act(action, args=self.spec.peer_args())
         if rate is not None:
@@ -209,17 +215,14 @@ class PeerHandle(Transcript):
         since = self.mark()
         self._killed = False
         self.process.start(self._sink)
-        ready = self.expect("local-peer-ready", since=since, timeout=timeout)
-        self.addr, self.peer_id = ready["addr"], ready["peer_id"]
+        return since
 
     def start_into_power_cut(self, syncs: int, timeout: float = DEFAULT_TIMEOUT) -> Record:
         """First start of a power peer with the cut armed at its `syncs`-th sync: the cut's
         line, or `local-peer-ready` if the start needed fewer syncs (the cut is then disarmed)."""
         armed = self.arm_power_cut(syncs)
-        self._act("start", args=self.spec.peer_args())
-        self._killed = False
-        self.process.start(self._sink)
-        end = self.power_cut_or(armed, ("local-peer-ready",), since=0, timeout=timeout)
+        since = self._launch("start")
+        end = self.power_cut_or(armed, ("local-peer-ready",), since, timeout=timeout)
         if end.get("event") == "local-peer-ready":
             self.addr, self.peer_id = end["addr"], end["peer_id"]
             self.disarm_power_cut()

@@ -107,19 +107,23 @@ def sync_names(top: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
+def fsync_file(path: Path) -> None:
+    """fsync the regular file at `path`, never through a link, never blocking on a FIFO."""
+    fd = open_regular(path)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sync_tree(top: Path) -> None:
     """Make a tree we wrote durable: every regular file's bytes, then every name. Before the
     rename that publishes it (an install's staging becoming `local/`). Links and special files
     are left as they are."""
     for dirpath, _dirnames, filenames in os.walk(top):
         for name in filenames:
-            full = Path(dirpath, name)
-            if is_kind(full, directory=False):
-                fd = open_regular(full)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            if is_kind(Path(dirpath, name), directory=False):
+                fsync_file(Path(dirpath, name))
     sync_names(top)
 
 

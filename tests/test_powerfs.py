@@ -58,6 +58,14 @@ def write(tree: Tree, path: str, data: bytes) -> File:
     return node
 
 
+def write_durably(tree: Tree, disk: Disk, path: str, data: bytes) -> File:
+    """Write a file in /games, then sync it and /games: both its bytes and its name hold."""
+    node = write(tree, path, data)
+    disk.sync_file(node, tree.next_id)
+    disk.sync_dir(tree.dir("/games"), tree.next_id)
+    return node
+
+
 # -- the tree ------------------------------------------------------------------------------------
 
 
@@ -147,9 +155,7 @@ def test_a_synced_name_without_synced_bytes_boots_empty(tmp_path: Path) -> None:
 
 def test_bytes_are_those_of_the_last_sync(tmp_path: Path) -> None:
     tree, disk = fresh(tmp_path)
-    f = write(tree, "/games/f", b"first")
-    disk.sync_file(f, tree.next_id)
-    disk.sync_dir(tree.dir("/games"), tree.next_id)
+    f = write_durably(tree, disk, "/games/f", b"first")
     tree.truncate(f, 0)
     tree.write(f, 0, b"second, never synced")
     assert reboot(disk) == {"games": {"f": b"first"}}
@@ -158,9 +164,7 @@ def test_bytes_are_those_of_the_last_sync(tmp_path: Path) -> None:
 def test_a_rename_needs_its_directory_synced(tmp_path: Path) -> None:
     """The write-then-rename idiom: without the directory's sync the old name stays."""
     tree, disk = fresh(tmp_path)
-    old = write(tree, "/games/cfg", b"old")
-    disk.sync_file(old, tree.next_id)
-    disk.sync_dir(tree.dir("/games"), tree.next_id)
+    write_durably(tree, disk, "/games/cfg", b"old")
     disk.sync_file(write(tree, "/games/cfg.tmp", b"new"), tree.next_id)
     tree.rename("/games/cfg.tmp", "/games/cfg")
     assert reboot(disk) == {"games": {"cfg": b"old"}}
@@ -170,9 +174,7 @@ def test_a_rename_needs_its_directory_synced(tmp_path: Path) -> None:
 
 def test_an_unlink_is_undone_unless_its_directory_is_synced(tmp_path: Path) -> None:
     tree, disk = fresh(tmp_path)
-    f = write(tree, "/games/f", b"kept")
-    disk.sync_file(f, tree.next_id)
-    disk.sync_dir(tree.dir("/games"), tree.next_id)
+    write_durably(tree, disk, "/games/f", b"kept")
     tree.unlink("/games/f")
     assert reboot(disk) == {"games": {"f": b"kept"}}
 

@@ -70,7 +70,7 @@ def serve(args: argparse.Namespace) -> int:
         tree = disk.boot()
         log.info("powerfs-booted", disk=args.disk, nodes=len(disk.dirs) + len(disk.files))
     else:
-        tree = seed_tree([_seed(s) for s in args.seed])
+        tree = seed_tree([_named_dir(s) for s in args.seed])
         disk.format(tree)
         log.info("powerfs-formatted", disk=args.disk, seeds=args.seed)
     ready = args.ready_fd
@@ -100,10 +100,10 @@ def _unbind(target: str) -> None:
     ctypes.CDLL(None, use_errno=True).umount2(target.encode(), MNT_DETACH)
 
 
-def _seed(text: str) -> tuple[str, Path]:
+def _named_dir(text: str) -> tuple[str, Path]:
     name, _, path = text.partition("=")
     if not name or "/" in name:
-        raise SystemExit(f"powerfs: bad --seed {text!r} (want NAME=DIR)")
+        raise SystemExit(f"powerfs: bad NAME=DIR {text!r}")
     return name, Path(path)
 
 
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         return 70
     os.close(read_end)
 
-    binds = [(name, Path(path)) for name, path in map(_seed, args.bind)]
+    binds = [(name, Path(path)) for name, path in map(_named_dir, args.bind)]
     for name, target in binds:
         _bind(str(Path(args.mount) / name), str(target))
     child = subprocess.Popen(command)  # stdin, stdout, stderr: ours

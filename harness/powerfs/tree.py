@@ -117,23 +117,19 @@ class Tree:
         parent.mtime_ns = time.time_ns()
 
     def unlink(self, path: str) -> None:
-        parent, name = self.parent(path)
-        node = parent.entries.get(name)
-        if node is None:
-            raise FsError(errno.ENOENT)
-        if isinstance(node, Dir):
-            raise FsError(errno.EISDIR)
-        del parent.entries[name]
-        parent.mtime_ns = time.time_ns()
+        self._remove(path, directory=False)
 
     def rmdir(self, path: str) -> None:
+        self._remove(path, directory=True)
+
+    def _remove(self, path: str, directory: bool) -> None:
         parent, name = self.parent(path)
         node = parent.entries.get(name)
         if node is None:
             raise FsError(errno.ENOENT)
-        if not isinstance(node, Dir):
-            raise FsError(errno.ENOTDIR)
-        if node.entries:
+        if isinstance(node, Dir) != directory:
+            raise FsError(errno.ENOTDIR if directory else errno.EISDIR)
+        if isinstance(node, Dir) and node.entries:
             raise FsError(errno.ENOTEMPTY)
         del parent.entries[name]
         parent.mtime_ns = time.time_ns()

@@ -12,6 +12,7 @@ from peer.errors import PeerError
 from peer.files import (
     clear_wrong_kind,
     fsync_dir,
+    fsync_file,
     is_kind,
     open_regular,
     read_small_file,
@@ -40,12 +41,8 @@ def fsync_path(path: Path) -> None:
     """fsync a file we wrote or a root's directory, never blocking on what else has its name."""
     if is_kind(path, directory=True):
         fsync_dir(path)
-        return
-    fd = open_regular(path)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    else:
+        fsync_file(path)
 
 
 def target_path(root: Path, rel: str) -> Path:
