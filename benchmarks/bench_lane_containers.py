@@ -19,9 +19,10 @@ answered from the cache): the source side of a first download, in seconds and so
 
 It prints each leg's runs, medians, the ratio of lanpeer to each raw leg, the client peer's peak
 RSS (VmHWM, reset before each lanpeer leg) and the CPU seconds each side used per leg.
-`--sources 2` or `4` adds sources with the same file and prints the aggregate rate and the
-per-source split (raw legs are still from one source); the `lanpeer1` leg is a second client,
-linked to the first source only, downloading the same game: one source against N in one run.
+`--sources 2`, `4`, `8` or `16` (X07's fan-out) adds sources with the same file and prints the
+aggregate rate and the per-source split (raw legs are still from one source); the `lanpeer1`
+leg is a second client, linked to the first source only, downloading the same game: one source
+against N in one run.
 The machine is shared: each leg prints how many cores the rest of the host used meanwhile (host
 busy time from this machine's /proc/stat minus the legs' own CPU; meaningful with a local
 engine), a leg under load is marked with `*`. Asserts nothing about time.
@@ -143,6 +144,7 @@ RAW_LEGS = {
     "raw2-sha256": (2, "sha256"),
     "raw2-blake3": (2, "blake3"),
     "raw2-none": (2, "none"),
+    "raw1-none": (1, "none"),  # one connection, no check: a stream's path (bench_stream_install)
 }
 DEFAULT_LEGS = ("raw1-sha256", "raw2-sha256", "raw2-none", "lanpeer")
 # `lanpeer1`: a second client peer, linked to the first source only, downloads the same game:
@@ -224,13 +226,16 @@ def make_source(backend: DockerBackend, name: str, size: int) -> PeerHandle:
     return peer
 
 
-def raw_leg(kind: str, source: PeerHandle, client: PeerHandle, size: int) -> Leg:
+def raw_leg(
+    kind: str, source: PeerHandle, client: PeerHandle, size: int, path: str | None = None
+) -> Leg:
+    """`size` bytes of the source's `path` (the game's file) over raw TCP, as `kind` says."""
     streams, algo = RAW_LEGS[kind]
+    path = path or f"{GAMES}/{GAME}/{GAME}.eti"
     before = host_busy_s()
     results: dict[str, Any] = {}
 
     def send() -> None:
-        path = f"{GAMES}/{GAME}/{GAME}.eti"
         results["send"] = source.run("python3", "-c", SENDER, path, str(RAW_PORT), str(streams))
 
     sender = threading.Thread(target=send)
@@ -349,7 +354,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size-gib", type=float, default=2.0)
-    parser.add_argument("--sources", type=int, default=1, choices=(1, 2, 4))
+    # 16: X07's fan-out, at a size that means something (X07 itself moves 8 MiB).
+    parser.add_argument("--sources", type=int, default=1, choices=(1, 2, 4, 8, 16))
     parser.add_argument(
         "--legs",
         default=",".join(DEFAULT_LEGS),

@@ -15,7 +15,12 @@ Per archive, the legs alternate, their order rotated each run:
   listing's per-entry digest (one `unrar p` of the source's own, taken the first time it is
   asked and cached) is measured by a first, cold stream before the legs;
 - `dl+install`: a download of the archive (chunks verified) followed by its install (the
-  client's own `unrar`), command to `install-finished`.
+  client's own `unrar`), command to `install-finished`;
+- `raw-tcp`: the archive's bytes from the source's tmpfs to the client's over one raw TCP
+  connection (`sendfile`, then `recv_into` + `pwrite`, no check), as `bench_lane_containers`'s
+  `raw1-none`: the path's ceiling. A stream can go no faster than the slower of the path and
+  the extraction, so each leg is also shown against that (`/ ceiling`); for a stored archive
+  `unrar p` only copies, and the path is the lower of the two.
 
 Each leg prints its rate, the ratio to `unrar-p` in the same run, the CPU seconds of each side
 (the peer and the `unrar` children it waited for), the client's peak RSS (VmHWM, reset before
@@ -37,7 +42,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_lane_containers import LOADED, host_busy_s, others_load, peak_rss_mib, reset_peak_rss
+from bench_lane_containers import (
+    LOADED,
+    host_busy_s,
+    others_load,
+    peak_rss_mib,
+    raw_leg,
+    reset_peak_rss,
+)
 
 from harness.backends.base import GAMES, PeerSpec
 from harness.backends.docker import DockerBackend, sweep_run
@@ -155,6 +167,20 @@ def unrar_leg(kind: str, source: PeerHandle, unrar: str, game: str, size: int) -
     return Leg(kind, "unrar-p", rate, rate, 0.0, got["cpu_s"], others_load(before, got["cpu_s"]))
 
 
+def path_leg(kind: str, source: PeerHandle, client: PeerHandle, game: str, size: int) -> Leg:
+    """The archive over raw TCP (the rate counts the files' bytes, as the other legs do, over
+    the time the archive's own bytes took)."""
+    reset_client(client, game)  # the client's tmpfs holds one copy at a time
+    archive = f"{GAMES}/{game}/{game}.eti"
+    rc, out = source.run("stat", "-c", "%s", archive)
+    assert rc == 0, out
+    raw = raw_leg("raw1-none", source, client, int(out), archive)
+    reset_client(client, "raw.bin")
+    secs = int(out) / MIB / raw.mib_per_s
+    rate = size / MIB / secs
+    return Leg(kind, "raw-tcp", rate, rate, raw.client_cpu_s, raw.source_cpu_s, raw.others)
+
+
 def peer_leg(
     kind: str, leg: str, source: PeerHandle, client: PeerHandle, game: str, size: int
 ) -> Leg:
@@ -235,14 +261,15 @@ def main() -> None:
             print(f"  {kind}: the first stream (the source's listing digest pass included):")
             show(first)
             peer_leg(kind, "dl+install", source, client, game, total)  # the source's describe
-            order = ["unrar-p", "stream", "dl+install"]
+            order = ["unrar-p", "raw-tcp", "stream", "dl+install"]
             for run in range(args.runs):
-                for leg in order[run % 3 :] + order[: run % 3]:
-                    one = (
-                        unrar_leg(kind, source, unrar, game, total)
-                        if leg == "unrar-p"
-                        else peer_leg(kind, leg, source, client, game, total)
-                    )
+                for leg in order[run % 4 :] + order[: run % 4]:
+                    if leg == "unrar-p":
+                        one = unrar_leg(kind, source, unrar, game, total)
+                    elif leg == "raw-tcp":
+                        one = path_leg(kind, source, client, game, total)
+                    else:
+                        one = peer_leg(kind, leg, source, client, game, total)
                     legs.append(one)
                     show(one)
             reset_client(client, game)
@@ -254,21 +281,24 @@ def main() -> None:
             f"(max {max(leg.others for leg in legs):.2f})"
         )
         print(
-            "| archive | leg | median MiB/s | runs | / unrar p | phase MiB/s | client CPU s "
-            "| source CPU s | client peak RSS |"
+            "| archive | leg | median MiB/s | runs | / unrar p | / ceiling | phase MiB/s "
+            "| client CPU s | source CPU s | client peak RSS |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for kind in kinds:
             mine = [x for x in legs if x.kind == kind]
-            ceiling = statistics.median(x.mib_per_s for x in mine if x.leg == "unrar-p")
-            for name in ("unrar-p", "stream", "dl+install"):
+            unrar_p = statistics.median(x.mib_per_s for x in mine if x.leg == "unrar-p")
+            path = statistics.median(x.mib_per_s for x in mine if x.leg == "raw-tcp")
+            ceiling = min(unrar_p, path)
+            for name in ("unrar-p", "raw-tcp", "stream", "dl+install"):
                 these = [x for x in mine if x.leg == name]
                 med = statistics.median(x.mib_per_s for x in these)
                 runs = ", ".join(
                     f"{x.mib_per_s:.0f}{'*' if x.others > LOADED else ''}" for x in these
                 )
                 print(
-                    f"| {kind} | {name} | {med:.0f} | {runs} | {med / ceiling:.2f} | "
+                    f"| {kind} | {name} | {med:.0f} | {runs} | {med / unrar_p:.2f} | "
+                    f"{med / ceiling:.2f} | "
                     f"{statistics.median(x.phase_mib_per_s for x in these):.0f} | "
                     f"{statistics.median(x.client_cpu_s for x in these):.2f} | "
                     f"{statistics.median(x.source_cpu_s for x in these):.2f} | "

@@ -8,7 +8,8 @@ check what a real peer would refuse: a request must carry its source's port, tok
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from peer.errors import PeerError
@@ -22,7 +23,7 @@ from peer.protocol import (
     Reply,
     StreamRequest,
 )
-from peer.transfer.lane import ChunkSink
+from peer.transfer.lane import ChunkSink, StreamSink
 from peer.transfer.sources import Source
 
 GAME = "g1"
@@ -58,14 +59,18 @@ class MockLane:
         async for piece in self.chunks[host](request):
             sink.write(piece)
 
-    async def entries(
-        self, host: str, port: int, request: StreamRequest
-    ) -> AsyncGenerator[EntryHeader | bytes, None]:
+    async def stream(self, host: str, port: int, request: StreamRequest, sink: StreamSink) -> None:
+        """The handler's items, handed to `sink` from a thread as `TcpLane` does; a handler
+        that ends has reached the stream's end, one that raises has been cut."""
         self.stream_requests.append((host, request))
         self._admit(host, port, request)
         assert host in self.streams, f"{host} streams nothing here"
         async for item in self.streams[host](request):
-            yield item
+            if isinstance(item, EntryHeader):
+                await asyncio.to_thread(sink.entry, item)
+            else:
+                await asyncio.to_thread(sink.write, item)
+        await asyncio.to_thread(sink.end)
 
     def asked(self, host: str) -> list[tuple[str, int, int]]:
         """The (path, offset, length) of every chunk asked of `host`, in order."""

@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,54 @@ async def test_a_chunk_whose_bytes_are_never_read_is_cut(serve: Any, games: Path
                     got += len(more)
             assert got >= BIG, f"cut after {got} bytes"
         writer.close()
+
+
+async def test_a_chunk_ends_quietly_when_its_asker_cuts_it_mid_send(
+    serve: Any, games: Path
+) -> None:
+    """A receiver that resets its socket mid-chunk (a copy that lost the end game, or a crash):
+    the sending thread stops at its next write, the file and the socket's duplicate are
+    closed, nothing escapes the handler (X06 once found a 'Transport is closing' error here),
+    and the lane serves the next asker."""
+    loop = asyncio.get_running_loop()
+    escaped: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+    server = await serve(Budgets(progress_deadline=LIMIT * 4))
+    reader, writer = await connect(server.port, chunk())
+    async with asyncio.timeout(LIMIT):
+        await reader.readline()
+        await reader.readexactly(1024 * 1024)
+    big = games / GAME / "big.bin"
+    assert open_files(big) == 1, "the chunk was sent in one go: nothing left to cut"
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+    await until(lambda: not server.handlers, "the cut chunk's handler ended")
+    assert open_files(big) == 0, "the cut chunk kept its file open"
+    assert server.tally.total["connection"] == 0
+    reader, writer = await connect(server.port, chunk(10))
+    async with asyncio.timeout(LIMIT):
+        assert b"length" in await reader.readline()
+        assert await reader.readexactly(10) == bytes(10)
+    writer.close()
+    assert not escaped
+
+
+async def test_closing_the_lane_stops_a_chunk_stalled_mid_send_at_once(
+    serve: Any, games: Path
+) -> None:
+    """A lane closed while an asker has stopped reading: the sending thread is stopped by the
+    close, not by the progress deadline (an hour here), and the file is closed."""
+    server = await serve(Budgets(progress_deadline=3600.0))
+    reader, writer = await connect(server.port, chunk())
+    async with asyncio.timeout(LIMIT):
+        await reader.readline()
+    big = games / GAME / "big.bin"
+    await until(lambda: open_files(big) == 1, "the chunk's file open")
+    async with asyncio.timeout(LIMIT):
+        await server.close()
+    assert open_files(big) == 0 and not server.handlers
+    writer.close()
 
 
 async def test_a_request_that_never_comes_is_dropped(serve: Any) -> None:

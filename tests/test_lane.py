@@ -12,7 +12,6 @@ import contextlib
 import json
 import random
 import socket
-import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 import structlog
 
 from peer.blocking import in_thread
-from peer.budgets import BUDGETS, Budgets, Tally
+from peer.budgets import Budgets, Tally
 from peer.errors import PeerError
 from peer.protocol import (
     MAX_LANE_LINE,
@@ -29,12 +28,13 @@ from peer.protocol import (
     ChunkRequest,
     EntryHeader,
     ErrorReply,
+    StreamEnd,
     StreamRequest,
     decode_lane_reply,
     encode,
 )
 from peer.transfer import lane as lane_module
-from peer.transfer import upload
+from peer.transfer import senders, upload
 from peer.transfer.lane import TcpLane
 from peer.transfer.serve import authorize_chunk
 from peer.transfer.upload import RateLimiter, SendStream, serve_lane
@@ -522,14 +522,56 @@ async def test_a_body_that_stalls_times_out_as_peer_unreachable(
     assert err.value.code == "peer-unreachable"
 
 
+class Items(list[object]):
+    """A stream sink that keeps each entry header and a copy of every slice, in order."""
+
+    def entry(self, header: EntryHeader) -> None:
+        self.append(header)
+
+    def write(self, data: memoryview | bytes) -> None:
+        self.append(bytes(data))
+
+    def end(self) -> None:
+        self.append(StreamEnd())
+
+
 async def entries_from(port: int) -> tuple[list[object], PeerError]:
-    got: list[object] = []
+    got = Items()
     with pytest.raises(PeerError) as err:
         async with asyncio.timeout(LIMIT):
-            stream = TcpLane(idle_timeout=LIMIT).entries(HOST, port, StreamRequest(TOKEN, GAME))
-            async for item in stream:
-                got.append(item)
+            await TcpLane(idle_timeout=LIMIT).stream(HOST, port, StreamRequest(TOKEN, GAME), got)
     return got, err.value
+
+
+async def test_a_whole_stream_reaches_the_sink_in_order_then_its_end(
+    fake_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    """Headers, bodies read past a header line and bodies read alone, an empty entry, and the
+    end: the sink sees exactly the frames, and `end` only once the source said so."""
+    frames = b"".join(
+        [
+            encode(EntryHeader("a", 3)) + b"\nabc",
+            encode(EntryHeader("empty", 0)) + b"\n",
+            encode(EntryHeader("big", len(DATA))) + b"\n" + DATA,
+            encode(StreamEnd()) + b"\n",
+        ]
+    )
+    port = await fake_server(answering(frames))
+    got = Items()
+
+    async with asyncio.timeout(LIMIT):
+        await TcpLane(idle_timeout=LIMIT).stream(HOST, port, StreamRequest(TOKEN, GAME), got)
+
+    headers = [item for item in got if not isinstance(item, bytes)]
+    assert headers == [
+        EntryHeader("a", 3),
+        EntryHeader("empty", 0),
+        EntryHeader("big", len(DATA)),
+        StreamEnd(),
+    ]
+    big = got.index(EntryHeader("big", len(DATA)))
+    assert got[:big] == [EntryHeader("a", 3), b"abc", EntryHeader("empty", 0)]
+    assert b"".join(item for item in got[big + 1 : -1] if isinstance(item, bytes)) == DATA
 
 
 async def test_a_stream_cut_inside_an_entry_says_how_far_it_got(
@@ -782,7 +824,9 @@ class Scripted:
 
 
 def read_line(*pieces: bytes) -> tuple[bytes, bytes]:
-    return lane_module._read_line(Scripted(*pieces), "here")  # type: ignore[arg-type]
+    """The header line read from `pieces`, and what came in behind it."""
+    frames = lane_module._Frames(Scripted(*pieces), "here")  # type: ignore[arg-type]
+    return frames.line(), frames.rest
 
 
 def test_a_header_line_may_arrive_in_pieces_with_the_body_behind_it() -> None:
@@ -816,17 +860,16 @@ def test_an_end_of_stream_inside_the_header_line_is_peer_unreachable() -> None:
 async def test_a_range_goes_out_whole_uncapped_and_in_slices_under_a_cap(
     games: Path, monkeypatch: pytest.MonkeyPatch, rate: int | None
 ) -> None:
-    """Uncapped, one sendfile call sends the range; under a cap every call is an eighth of a
-    second's worth at most (1 MiB at 8 MiB/s), and the calls cover exactly the range."""
-    loop = asyncio.get_running_loop()
+    """Uncapped, one slice sends the range; under a cap every slice is an eighth of a second's
+    worth at most (1 MiB at 8 MiB/s), and the slices cover exactly the range."""
     calls: list[tuple[int, int]] = []
-    real_sendfile = loop.sendfile
+    real_sendfile = senders.Blocking.sendfile
 
-    async def spy(transport: Any, file: Any, offset: int, count: int) -> int:
+    def spy(blocking: Any, sock: int, file: int, offset: int, count: int) -> int:
         calls.append((offset, count))
-        return await real_sendfile(transport, file, offset, count)
+        return real_sendfile(blocking, sock, file, offset, count)
 
-    monkeypatch.setattr(loop, "sendfile", spy)
+    monkeypatch.setattr(senders.Blocking, "sendfile", spy)
 
     def authorize(request: ChunkRequest) -> tuple[Path, int, int]:
         return authorize_chunk(games, {GAME: VERSION}, frozenset(), TOKEN, request)
@@ -883,47 +926,3 @@ async def test_chunks_in_flight_hold_lane_threads_not_the_default_executor(
         release.set()
         async with asyncio.timeout(LIMIT):
             await asyncio.gather(*fetches)
-
-
-async def test_a_range_stops_quietly_when_the_asker_went_away_between_slices(
-    games: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A receiver that cuts its socket mid-chunk (a copy that lost the end game, or a crash)
-    closes the transport while the sender waits for rate credit: the next slice is not sent,
-    and no 'Transport is closing' error escapes the handler (X06 found it)."""
-    loop = asyncio.get_running_loop()
-    calls: list[int] = []
-
-    class Transport:
-        closing = False
-
-        def is_closing(self) -> bool:
-            return self.closing
-
-    transport = Transport()
-
-    async def sendfile(t: Any, file: Any, offset: int, count: int) -> int:
-        if t.is_closing():
-            raise RuntimeError("Transport is closing")
-        calls.append(offset)
-        t.closing = True  # the asker goes away after this slice
-        return count
-
-    monkeypatch.setattr(loop, "sendfile", sendfile)
-    writer = types.SimpleNamespace(transport=transport)
-    path = games / "range.bin"
-    path.write_bytes(DATA[: 3 * MIB])
-
-    with path.open("rb") as f:
-        async with upload.progress_deadline(30.0) as progress:
-            await upload._send_range(
-                writer,  # type: ignore[arg-type]
-                f,
-                0,
-                3 * MIB,
-                RateLimiter(1024**4),
-                progress,
-                BUDGETS,
-            )
-
-    assert calls == [0], "one slice, then nothing once the transport was closing"

@@ -8,6 +8,7 @@ sees on the wire when the provider fails, and what the source's operator sees in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -295,13 +296,23 @@ async def test_a_cancelled_stream_kills_the_whole_provider_group(
     try:
         async with asyncio.timeout(3):
             await asyncio.gather(task, return_exceptions=True)
+        # Killed, its pipe closed: its exit may still be under way on a busy machine, for
+        # moments, not the 60 s it would have slept.
+        alive = await _still_alive_after(child, 2.0)
     finally:
         writer.close()
         their_writer.close()
-        alive = _alive(child)
-        if alive:
+        if _alive(child):
             os.kill(child, signal.SIGKILL)
     assert not alive, "the wrapper's child outlived the stream"
+
+
+async def _still_alive_after(pid: int, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while _alive(pid):
+                await asyncio.sleep(0.02)
+    return _alive(pid)
 
 
 def _alive(pid: int) -> bool:

@@ -7,11 +7,12 @@ checked on arrival against the digest (BLAKE3) of the validated descriptor, so t
 encryption of its own to be safe against corruption or a lying peer.
 
 The serving end is `upload.py`. This end hands each chunk's bytes to a `ChunkSink` the fetcher
-gives it (which writes and hashes them), so a test can put an in-memory lane in its place.
-`TcpLane` receives a chunk in a thread of its own with blocking `recv_into` a reused buffer,
-and the sink runs in that thread too: `recv_into`, `os.pwrite` and `blake3` release the GIL,
-so two chunks in flight use two cores, and no byte is copied through asyncio's stream buffers
-or hashed on the loop.
+gives it (which writes and hashes them), and a stream's entries to a `StreamSink`, so a test
+can put an in-memory lane in its place. `TcpLane` receives each chunk or stream in a thread of
+its own with blocking `recv_into` a reused buffer, and the sink runs in that thread too:
+`recv_into`, `os.pwrite` and `blake3` release the GIL, so two transfers in flight use two
+cores, and no byte is copied through asyncio's stream buffers or hashed on the loop (a stream
+received on the loop ran at 0.30 of `unrar p`, issue 20).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -44,11 +45,6 @@ from peer.protocol import (
 log = structlog.get_logger("lane")
 
 RECV_SLICE = 1024 * 1024
-# A stream's reader buffers up to twice its limit before it stops reading the socket: at the
-# header line's bound (4 KiB) every slice of an entry was a few KiB, each a trip through the
-# loop (issue 20: 2 GiB streamed at a tenth of `unrar p`). A header line is still refused past
-# MAX_LANE_LINE, by `decode_lane_reply`.
-STREAM_BUFFER = RECV_SLICE
 
 
 class ChunkSink(Protocol):
@@ -57,20 +53,31 @@ class ChunkSink(Protocol):
         and the slice's buffer is reused once this returns)."""
 
 
+class StreamSink(Protocol):
+    """Where a stream's entries go; `TcpLane` calls it from its own thread, in order."""
+
+    def entry(self, header: EntryHeader) -> None:
+        """The next entry begins (the previous one, if any, has had all its bytes)."""
+
+    def write(self, data: memoryview | bytes) -> None:
+        """The next slice of the current entry (its buffer is reused once this returns)."""
+
+    def end(self) -> None:
+        """The stream ended where the source said it ends."""
+
+
 class Lane(Protocol):
     async def fetch(self, host: str, port: int, request: ChunkRequest, sink: ChunkSink) -> None:
         """Hand the bytes of one granted chunk to `sink`, in order, never more than asked."""
         ...
 
-    def entries(
-        self, host: str, port: int, request: StreamRequest
-    ) -> AsyncGenerator[EntryHeader | bytes, None]:
-        """Yield each entry's header, then its bytes slice by slice, until the stream's end."""
+    async def stream(self, host: str, port: int, request: StreamRequest, sink: StreamSink) -> None:
+        """Hand each entry's header, then its bytes, to `sink`, until the stream's end."""
         ...
 
 
 class _Connection:
-    """A chunk's socket, shared with the task awaiting it so that a cancel can cut it."""
+    """A lane thread's socket, shared with the task awaiting it so that a cancel can cut it."""
 
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
@@ -91,8 +98,51 @@ class _Connection:
                     self.sock.shutdown(socket.SHUT_RDWR)
 
 
+class _Frames:
+    """The replies on one lane connection, read with blocking calls: header lines, and bodies
+    of a known length handed on slice by slice from one reused buffer."""
+
+    def __init__(self, sock: socket.socket, where: str) -> None:
+        self.sock, self.where = sock, where
+        self.rest = b""  # bytes read past the last header line
+        self.buf = memoryview(bytearray(RECV_SLICE))
+
+    def header(self) -> LaneReply:
+        reply = decode_lane_reply(self.line())
+        if isinstance(reply, ErrorReply):
+            raise reply.to_error()
+        return reply
+
+    def line(self) -> bytes:
+        """The next header line; what came in behind it stays in `rest`."""
+        while b"\n" not in self.rest:
+            if len(self.rest) > MAX_LANE_LINE:
+                raise PeerError(
+                    "bad-message", f"{self.where} sent a header line over {MAX_LANE_LINE} bytes"
+                )
+            more = self.sock.recv(MAX_LANE_LINE)
+            if not more:
+                raise PeerError("peer-unreachable", f"{self.where} closed before a header")
+            self.rest += more
+        line, self.rest = self.rest.split(b"\n", 1)
+        return line
+
+    def body(self, length: int, write: Callable[[memoryview | bytes], None]) -> None:
+        got = min(len(self.rest), length)
+        if got:
+            write(self.rest[:got])
+            self.rest = self.rest[got:]
+        while got < length:
+            n = self.sock.recv_into(self.buf, min(RECV_SLICE, length - got))
+            if not n:
+                raise PeerError("peer-unreachable", f"{self.where} closed at {got}/{length}")
+            write(self.buf[:n])
+            got += n
+
+
 class TcpLane:
-    """The real lane: one TCP connection per chunk, or per stream."""
+    """The real lane: one TCP connection per chunk, or per stream, each received in a lane
+    thread of its own."""
 
     def __init__(self, idle_timeout: float) -> None:
         self.idle_timeout = idle_timeout
@@ -101,11 +151,35 @@ class TcpLane:
         self._threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lane")
 
     async def fetch(self, host: str, port: int, request: ChunkRequest, sink: ChunkSink) -> None:
+        def receive(frames: _Frames) -> None:
+            header = frames.header()
+            if not isinstance(header, ChunkHeader) or header.length != request.length:
+                raise PeerError("bad-chunk", f"asked for {request.length} bytes, got {header}")
+            frames.body(request.length, sink.write)
+
+        await self._in_thread(host, port, request, receive)
+
+    async def stream(self, host: str, port: int, request: StreamRequest, sink: StreamSink) -> None:
+        def receive(frames: _Frames) -> None:
+            while not isinstance(header := frames.header(), StreamEnd):
+                if not isinstance(header, EntryHeader):
+                    raise PeerError("bad-message", f"expected an entry, got {header}")
+                sink.entry(header)
+                frames.body(header.size, sink.write)
+            sink.end()
+
+        await self._in_thread(host, port, request, receive)
+
+    async def _in_thread(
+        self, host: str, port: int, request: LaneRequest, receive: Callable[[_Frames], None]
+    ) -> None:
         """Receive in a lane thread; a cancel cuts the socket and returns once the thread has
-        stopped, so no slice reaches the sink after the awaiting task has moved on."""
+        stopped, so nothing reaches a sink after the awaiting task has moved on."""
         conn = _Connection()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._threads, self._receive, conn, host, port, request, sink)
+        future = loop.run_in_executor(
+            self._threads, self._receive, conn, host, port, request, receive
+        )
         try:
             await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -115,7 +189,12 @@ class TcpLane:
             raise
 
     def _receive(
-        self, conn: _Connection, host: str, port: int, request: ChunkRequest, sink: ChunkSink
+        self,
+        conn: _Connection,
+        host: str,
+        port: int,
+        request: LaneRequest,
+        receive: Callable[[_Frames], None],
     ) -> None:
         where = f"data channel {host}:{port}"
         try:
@@ -126,91 +205,6 @@ class TcpLane:
             conn.adopt(sock)
             try:
                 sock.sendall(encode(request) + b"\n")
-                line, rest = _read_line(sock, where)
-                header = decode_lane_reply(line)
-                if isinstance(header, ErrorReply):
-                    raise header.to_error()
-                if not isinstance(header, ChunkHeader) or header.length != request.length:
-                    raise PeerError("bad-chunk", f"asked for {request.length} bytes, got {header}")
-                got = min(len(rest), request.length)
-                if got:
-                    sink.write(rest[:got])
-                buf = memoryview(bytearray(RECV_SLICE))
-                while got < request.length:
-                    n = sock.recv_into(buf, min(RECV_SLICE, request.length - got))
-                    if not n:
-                        raise PeerError(
-                            "peer-unreachable", f"{where} closed at {got}/{request.length}"
-                        )
-                    sink.write(buf[:n])
-                    got += n
+                receive(_Frames(sock, where))
             except OSError as exc:  # reset, timeout, or cut by a cancel
                 raise PeerError("peer-unreachable", f"{where}: {exc!r}") from None
-
-    async def entries(
-        self, host: str, port: int, request: StreamRequest
-    ) -> AsyncGenerator[EntryHeader | bytes, None]:
-        async with self._open(host, port, request) as (reader, where):
-            while not isinstance(header := await self._header(reader, where), StreamEnd):
-                if not isinstance(header, EntryHeader):
-                    raise PeerError("bad-message", f"expected an entry, got {header}")
-                yield header
-                async for data in self._exactly(reader, header.size, where):
-                    yield data
-
-    @contextlib.asynccontextmanager
-    async def _open(
-        self, host: str, port: int, request: LaneRequest
-    ) -> AsyncIterator[tuple[asyncio.StreamReader, str]]:
-        where = f"data channel {host}:{port}"
-        try:
-            async with asyncio.timeout(self.idle_timeout):
-                reader, writer = await asyncio.open_connection(host, port, limit=STREAM_BUFFER)
-        except (OSError, TimeoutError) as exc:
-            raise PeerError("peer-unreachable", f"{where}: {exc!r}") from None
-        try:
-            writer.write(encode(request) + b"\n")
-            async with asyncio.timeout(self.idle_timeout):
-                await writer.drain()
-            yield reader, where
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise PeerError("peer-unreachable", f"{where}: {exc!r}") from None
-        finally:
-            writer.close()
-
-    async def _header(self, reader: asyncio.StreamReader, where: str) -> LaneReply:
-        async with asyncio.timeout(self.idle_timeout):
-            line = await reader.readline()
-        if not line:
-            raise PeerError("peer-unreachable", f"{where} closed before a header")
-        header = decode_lane_reply(line)
-        if isinstance(header, ErrorReply):
-            raise header.to_error()
-        return header
-
-    async def _exactly(
-        self, reader: asyncio.StreamReader, length: int, where: str
-    ) -> AsyncGenerator[bytes, None]:
-        remaining = length
-        while remaining:
-            async with asyncio.timeout(self.idle_timeout):
-                data = await reader.read(min(RECV_SLICE, remaining))
-            if not data:
-                got = length - remaining
-                raise PeerError("peer-unreachable", f"{where} closed at {got}/{length}")
-            remaining -= len(data)
-            yield data
-
-
-def _read_line(sock: socket.socket, where: str) -> tuple[bytes, bytes]:
-    """The reply line, and whatever bytes of the body came in with it."""
-    buf = b""
-    while b"\n" not in buf:
-        if len(buf) > MAX_LANE_LINE:
-            raise PeerError("bad-message", f"{where} sent a header line over {MAX_LANE_LINE} bytes")
-        more = sock.recv(MAX_LANE_LINE)
-        if not more:
-            raise PeerError("peer-unreachable", f"{where} closed before a header")
-        buf += more
-    line, rest = buf.split(b"\n", 1)
-    return line, rest

@@ -42,24 +42,16 @@ from peer.protocol import (
     EntryHeader,
     ErrorReply,
     StreamEnd,
+    encode,
 )
-from peer.transfer.upload import SEND_SLICE, Progress, RateLimiter, progress_deadline, reply
+from peer.transfer.senders import Blocking
+from peer.transfer.upload import SEND_SLICE, Progress, RateLimiter, reply
 
 log = structlog.get_logger("provider")
 
-# `unrar`'s stdout: a 1 MiB pipe (Linux's default ceiling for an unprivileged process) read into
-# a buffer of the same size, rather than 64 KiB pieces, each a trip through the loop (issue 20:
-# the listing's digest pass and the stream both ran at a fraction of `unrar p`).
+# `unrar`'s stdout: a pipe of our own, widened to 1 MiB (Linux's default ceiling for an
+# unprivileged process), which a serving thread reads or splices into the asker's socket.
 PIPE_BUFFER = 1024 * 1024
-
-
-def _widen_pipe(proc: asyncio.subprocess.Process) -> None:
-    transport = getattr(proc, "_transport", None)
-    pipe = transport.get_pipe_transport(1) if transport is not None else None
-    handle = pipe.get_extra_info("pipe") if pipe is not None else None
-    if handle is not None:
-        with contextlib.suppress(OSError):  # a smaller pipe is slower, not wrong
-            fcntl.fcntl(handle.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BUFFER)
 
 
 Key = tuple[str, int, int, int, int]  # path, device, inode, size, mtime
@@ -95,12 +87,15 @@ def read_headers(archive: Path, fd: int) -> ArchiveListing:
 @contextlib.asynccontextmanager
 async def unrar_payload(
     archive: Path, fd: int, unrar: str, tally: Tally, kill_grace: float, purpose: str
-) -> AsyncIterator[asyncio.subprocess.Process]:
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     """One `unrar p` of the open archive `fd` (for a `listing` or a `stream`, as its log line
-    says), its stdout as a reader; killed with its group on the way out, and its pipe given
-    `kill_grace` to end."""
+    says) and the non-blocking read end of its stdout; killed with its group on the way out,
+    and its pipe given `kill_grace` to end (it ends once every process holding it is dead)."""
     with tally.reserve("", "child"):
+        out, into = os.pipe2(os.O_CLOEXEC)
         try:
+            with contextlib.suppress(OSError):  # a smaller pipe is slower, not wrong
+                fcntl.fcntl(into, fcntl.F_SETPIPE_SZ, PIPE_BUFFER)
             proc = await asyncio.create_subprocess_exec(
                 unrar,
                 "p",
@@ -108,42 +103,52 @@ async def unrar_payload(
                 "--",
                 f"/dev/fd/{fd}",
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
+                stdout=into,
                 stderr=subprocess.DEVNULL,
                 pass_fds=(fd,),
                 start_new_session=True,  # its own process group: a wrapper's children die with it
-                limit=PIPE_BUFFER,
             )
         except OSError as exc:
+            os.close(out)
             raise PeerError("not-servable", f"cannot run {unrar}: {exc}") from None
-        assert proc.stdout is not None
-        _widen_pipe(proc)
+        finally:
+            os.close(into)  # the child holds its own copy
+        os.set_blocking(out, False)
         try:
-            yield proc
+            yield proc, out
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             code: int | None = None
             try:
                 async with asyncio.timeout(kill_grace):
-                    # With every writer dead the pipe ends at once; reading it to its end
-                    # closes it.
-                    while await proc.stdout.read(SEND_SLICE):
-                        pass
+                    draining = Blocking(kill_grace)
+                    await draining.run(lambda: _drain(draining, out))
                     code = await proc.wait()
             except TimeoutError:  # a grandchild left the group and holds the pipe: drop it
-                transport = getattr(proc, "_transport", None)
-                if transport is not None:
-                    transport.close()
+                pass
+            finally:
+                os.close(out)
             log.info("provider stopped", archive=archive.name, purpose=purpose, exit_code=code)
 
 
-async def _finish(proc: asyncio.subprocess.Process, unrar: str, archive: Path) -> None:
-    """The pass must end exactly where the listing does, and `unrar` must say it succeeded."""
-    assert proc.stdout is not None
-    leftover = await proc.stdout.read(1)
+def _drain(blocking: Blocking, out: int) -> None:
+    """Read the pipe to its end: then no process of the pass holds it any more."""
+    while blocking.read(out, SEND_SLICE):
+        pass
+
+
+def _ends_here(blocking: Blocking, out: int) -> bool:
+    """Whether the pass ends exactly where the listing does (from the serving thread)."""
+    return not blocking.read(out, 1)
+
+
+async def _finish(
+    proc: asyncio.subprocess.Process, clean_end: bool, unrar: str, archive: Path
+) -> None:
+    """The pass must end where the listing does, and `unrar` must say it succeeded."""
     code = await proc.wait()
-    if code != 0 or leftover:
+    if code != 0 or not clean_end:
         raise PeerError("not-servable", f"{unrar} failed on {archive.name} (exit {code})")
 
 
@@ -196,32 +201,41 @@ class ListingCache:
     async def _digest_pass(self, archive: Path, fd: int, unrar: str) -> ArchiveListing:
         headers = await asyncio.to_thread(read_headers, archive, fd)
         budgets = self.tally.budgets
-        entries = []
-        async with (
-            progress_deadline(budgets.progress_deadline) as progress,
-            unrar_payload(archive, fd, unrar, self.tally, budgets.kill_grace, "listing") as proc,
+        kill_grace = budgets.kill_grace
+        async with unrar_payload(archive, fd, unrar, self.tally, kill_grace, "listing") as (
+            proc,
+            out,
         ):
-            assert proc.stdout is not None
-            for entry in headers.entries:
-                if entry.is_dir:
-                    entries.append(entry)
-                    continue
-                hasher, crc, remaining = digest.hasher(), 0, entry.size
-                while remaining:
-                    data = await proc.stdout.read(min(SEND_SLICE, remaining))
-                    if not data:
-                        raise PeerError("not-servable", f"{unrar} ended early in {entry.path}")
-                    progress.moved()
-                    hasher.update(data)
-                    crc = zlib.crc32(data, crc)
-                    remaining -= len(data)
-                if crc != entry.crc32:
-                    raise PeerError("not-servable", f"{archive.name}: {entry.path} fails its CRC")
-                entries.append(
-                    ArchiveEntry(entry.path, entry.size, entry.crc32, False, hasher.hexdigest())
-                )
-            await _finish(proc, unrar, archive)
-        return ArchiveListing(headers.name, headers.solid, tuple(entries))
+            blocking = Blocking(budgets.progress_deadline)
+            entries, clean_end = await blocking.run(
+                lambda: _digest_entries(blocking, out, headers, unrar, archive)
+            )
+            await _finish(proc, clean_end, unrar, archive)
+        return ArchiveListing(headers.name, headers.solid, entries)
+
+
+def _digest_entries(
+    blocking: Blocking, out: int, headers: ArchiveListing, unrar: str, archive: Path
+) -> tuple[tuple[ArchiveEntry, ...], bool]:
+    """Each file entry's digest from the pass's bytes, its CRC32 checked against the header's
+    (from the serving thread); and whether the pass ended where the listing does."""
+    entries = []
+    for entry in headers.entries:
+        if entry.is_dir:
+            entries.append(entry)
+            continue
+        hasher, crc, remaining = digest.hasher(), 0, entry.size
+        while remaining:
+            data = blocking.read(out, min(SEND_SLICE, remaining))
+            if not data:
+                raise PeerError("not-servable", f"{unrar} ended early in {entry.path}")
+            hasher.update(data)
+            crc = zlib.crc32(data, crc)
+            remaining -= len(data)
+        if crc != entry.crc32:
+            raise PeerError("not-servable", f"{archive.name}: {entry.path} fails its CRC")
+        entries.append(ArchiveEntry(entry.path, entry.size, entry.crc32, False, hasher.hexdigest()))
+    return tuple(entries), _ends_here(blocking, out)
 
 
 async def send_entries(
@@ -256,6 +270,10 @@ async def send_entries(
     await reply(writer, StreamEnd())
 
 
+class _EndedEarly(PeerError):
+    """The pass ended inside an entry: only a cut connection can tell the receiver."""
+
+
 async def _send_archive(
     writer: asyncio.StreamWriter,
     archive: Path,
@@ -266,24 +284,41 @@ async def _send_archive(
     progress: Progress,
     tally: Tally,
 ) -> None:
-    grace = tally.budgets.kill_grace
-    async with unrar_payload(archive, fd, unrar, tally, grace, "stream") as proc:
-        assert proc.stdout is not None
-        for entry in listing.entries:
-            if entry.is_dir:
-                continue
-            await reply(writer, EntryHeader(entry.path, entry.size))
-            remaining = entry.size
-            while remaining:
-                data = await proc.stdout.read(min(limiter.piece(SEND_SLICE), remaining))
-                if not data:
-                    writer.close()  # mid-entry: the receiver sees a short entry
-                    raise PeerError("not-servable", f"{unrar} ended early in {entry.path}")
-                progress.moved()
-                with progress.paused():  # waiting on our own cap is not the asker's stall
-                    await limiter.acquire(len(data))
-                writer.write(data)
-                await writer.drain()
-                progress.moved()
-                remaining -= len(data)
-        await _finish(proc, unrar, archive)
+    budgets = tally.budgets
+    grace = budgets.kill_grace
+    async with unrar_payload(archive, fd, unrar, tally, grace, "stream") as (proc, out):
+        blocking = Blocking(budgets.progress_deadline)
+        sock = blocking.asker(writer)
+        try:
+            with progress.paused():  # the thread keeps the deadline: it sees bytes move
+                clean_end = await blocking.run(
+                    lambda: _pump_entries(blocking, out, sock, listing, limiter, unrar)
+                )
+        except _EndedEarly:
+            writer.close()  # mid-entry: the receiver sees a short entry
+            raise
+        await _finish(proc, clean_end, unrar, archive)
+
+
+def _pump_entries(
+    blocking: Blocking,
+    out: int,
+    sock: int,
+    listing: ArchiveListing,
+    limiter: RateLimiter,
+    unrar: str,
+) -> bool:
+    """Every file entry's header, then its bytes spliced from the pass's pipe into the asker's
+    socket (from the serving thread); whether the pass ended where the listing does."""
+    for entry in listing.entries:
+        if entry.is_dir:
+            continue
+        blocking.write(sock, encode(EntryHeader(entry.path, entry.size)) + b"\n")
+        remaining = entry.size
+        while remaining:
+            n = blocking.splice(out, sock, min(limiter.piece(SEND_SLICE), remaining))
+            if not n:
+                raise _EndedEarly("not-servable", f"{unrar} ended early in {entry.path}")
+            blocking.pause(limiter.debit(n))  # the cap is paid after the fact, in small pieces
+            remaining -= n
+    return _ends_here(blocking, out)

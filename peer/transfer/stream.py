@@ -12,12 +12,13 @@ the result is an install without a download (`LocalOnly`).
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import functools
 import os
 import shutil
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,37 +95,44 @@ def promote(root: Path) -> None:
 
 
 class _Receiver:
-    """Writes one source's stream into staging, checking each entry as it completes."""
+    """Writes one source's stream into staging, checking each entry as it completes.
 
-    def __init__(self, ctx: TransferContext, game_id: str, root: Path, source: Source) -> None:
+    It is the lane's `StreamSink`: `entry`, `write` and `end` run in the lane's thread (file
+    writes, CRC32 and the digest release the GIL), and each finished entry is reported to the
+    event loop, which alone emits events.
+    """
+
+    def __init__(
+        self,
+        ctx: TransferContext,
+        game_id: str,
+        root: Path,
+        source: Source,
+        files: list[ArchiveEntry],
+    ) -> None:
         self.ctx, self.game_id, self.source = ctx, game_id, source
+        self.loop = asyncio.get_running_loop()
         self.staging = root / STAGING_DIR
-        self.entry: ArchiveEntry | None = None
+        self.expected: Iterator[ArchiveEntry] = iter(files)
+        self.current: ArchiveEntry | None = None
         self.fd = -1
         self.got = 0
         self.crc = 0
         self.digest = digest.hasher()
 
-    async def run(self, files: list[ArchiveEntry]) -> None:
-        expected = iter(files)
+    async def run(self) -> None:
         request = StreamRequest(self.source.data_token, self.game_id)
-        items = self.ctx.lane.entries(self.source.host, self.source.data_port, request)
         try:
-            async with contextlib.aclosing(items):
-                async for item in items:
-                    if isinstance(item, EntryHeader):
-                        self._finish_entry()
-                        self._open_entry(item, next(expected, None))
-                    else:
-                        self._write(item)
-            self._finish_entry()
+            await self.ctx.lane.stream(self.source.host, self.source.data_port, request, self)
         finally:
-            self._close()
-        missing = next(expected, None)
+            self._close()  # the lane returns only once its thread has left the sink
+        missing = next(self.expected, None)
         if missing is not None:
             raise PeerError("peer-unreachable", f"the stream ended before {missing.path}")
 
-    def _open_entry(self, header: EntryHeader, entry: ArchiveEntry | None) -> None:
+    def entry(self, header: EntryHeader) -> None:
+        self._finish_entry()
+        entry = next(self.expected, None)
         if entry is None or (entry.path, entry.size) != (header.path, header.size):
             raise PeerError("bad-chunk", f"unexpected entry {header.path!r} in the stream")
         target = self.staging / entry.path
@@ -132,10 +140,10 @@ class _Receiver:
             self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise LocalWriteError(f"{entry.path}: {exc}") from exc
-        self.entry, self.got, self.crc, self.digest = entry, 0, 0, digest.hasher()
+        self.current, self.got, self.crc, self.digest = entry, 0, 0, digest.hasher()
 
-    def _write(self, data: bytes) -> None:
-        entry = self.entry
+    def write(self, data: memoryview | bytes) -> None:
+        entry = self.current
         if entry is None or self.got + len(data) > entry.size:
             raise PeerError("bad-chunk", "the source sent more bytes than the entry holds")
         try:
@@ -146,12 +154,15 @@ class _Receiver:
         self.digest.update(data)
         self.got += len(data)
 
+    def end(self) -> None:
+        self._finish_entry()
+
     def _finish_entry(self) -> None:
-        entry = self.entry
+        entry = self.current
         if entry is None:
             return
         self._close()
-        self.entry = None
+        self.current = None
         if self.got != entry.size or self.crc != entry.crc32:
             raise PeerError(
                 "bad-chunk", f"{entry.path}: bytes do not match the validated size and CRC32"
@@ -160,16 +171,17 @@ class _Receiver:
             raise PeerError(
                 "bad-chunk", f"{entry.path}: bytes do not match the validated {digest.NAME}"
             )
-        path = f"{STAGING_DIR}/{entry.path}"
-        source_event(
+        finished = functools.partial(
+            source_event,
             self.ctx,
             "download-chunk-finished",
             self.game_id,
             self.source,
-            path=path,
+            path=f"{STAGING_DIR}/{entry.path}",
             offset=0,
             bytes=entry.size,
         )
+        self.loop.call_soon_threadsafe(finished)
 
     def _close(self) -> None:
         if self.fd >= 0:
@@ -212,7 +224,7 @@ async def stream_game(
     for source in agreed:  # address order: a whole-stream retry moves on to the next one
         try:
             await in_thread(prepare_staging, root, entries)
-            await _Receiver(ctx, game_id, root, source).run(files)
+            await _Receiver(ctx, game_id, root, source, files).run()
         except PeerError as exc:
             source_event(ctx, "download-source-excluded", game_id, source, **refusal(exc))
             continue

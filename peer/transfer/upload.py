@@ -5,6 +5,9 @@ is one JSON line (`ChunkHeader`, `EntryHeader`s or `ErrorReply`) and the raw byt
 asks may stop reading, never ask, or open many connections: each connection is reserved from
 the budgets (`peer.budgets`) before its request is read, and each step after that runs under a
 progress deadline, so a stalled asker is cut, its child killed and its descriptors closed.
+
+A granted chunk is sent by a serving thread (`send_chunk`, `peer.transfer.senders`), as the
+asking end receives it in a thread.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -33,6 +37,7 @@ from peer.protocol import (
     decode_lane_request,
     encode,
 )
+from peer.transfer.senders import Blocking
 
 log = structlog.get_logger("lane")
 
@@ -85,16 +90,18 @@ class RateLimiter:
         self._allowance = float(bytes_per_s or 0)
         self._last = clock()
         self._lock = asyncio.Lock()
+        self._books = threading.Lock()  # chunk senders debit from their own threads
 
     def debit(self, amount: int) -> float:
         """Take `amount` bytes of credit now; returns how long to wait before sending them."""
         if not self.rate:
             return 0.0
-        now = self._clock()
-        self._allowance = min(float(self.rate), self._allowance + (now - self._last) * self.rate)
-        self._last = now
-        self._allowance -= amount
-        return max(0.0, -self._allowance / self.rate)
+        with self._books:
+            now = self._clock()
+            allowance = min(float(self.rate), self._allowance + (now - self._last) * self.rate)
+            self._last = now
+            self._allowance = allowance - amount
+            return max(0.0, -self._allowance / self.rate)
 
     def piece(self, largest: int) -> int:
         """How much to send at once: `largest` uncapped; under a cap, about an eighth of a
@@ -147,9 +154,9 @@ async def serve_lane(
     after that runs under a progress deadline: a stalled asker is cut (aborted, not closed, so
     unsent bytes cannot hold the socket), its child killed and its descriptors closed.
     """
-    lane = LaneServer()
     tally = tally or Tally()
     budgets = tally.budgets
+    lane = LaneServer()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -209,9 +216,13 @@ async def serve_lane(
                 with tally.reserve(asker, "stream"):
                     await send_stream(writer, progress, tally, asker)
                 return True
-            with tally.reserve(asker, "file"), _open_regular(path) as f:
-                await reply(writer, ChunkHeader(length))
-                await _send_range(writer, f, offset, length, limiter, progress, budgets)
+            with tally.reserve(asker, "file"), _open_regular(path) as f, progress.paused():
+                # The thread keeps its own deadline: it knows when bytes move, the loop doesn't.
+                blocking = Blocking(budgets.progress_deadline)
+                sock = blocking.asker(writer)
+                header = ChunkHeader(length)
+                args = (blocking, sock, header, f.fileno(), offset, limiter, budgets)
+                await blocking.run(lambda: send_chunk(*args))
             return True
 
     lane.server = await asyncio.start_server(
@@ -244,28 +255,24 @@ async def reply(writer: asyncio.StreamWriter, message: LaneReply) -> None:
     await writer.drain()
 
 
-async def _send_range(
-    writer: asyncio.StreamWriter,
-    f: BinaryIO,
+def send_chunk(
+    blocking: Blocking,
+    sock: int,
+    header: ChunkHeader,
+    file: int,
     offset: int,
-    length: int,
     limiter: RateLimiter,
-    progress: Progress,
     budgets: Budgets,
 ) -> None:
-    loop = asyncio.get_running_loop()
-    # Slices bound how long one `loop.sendfile` call may take (the progress deadline covers a
-    # slice); under a cap they are small enough that the limiter paces them without silences.
-    slice_size = limiter.piece(budgets.send_slice)
+    """A granted chunk from a serving thread: its header line, then the range by `sendfile`,
+    in slices the upload cap paces (a file that shrank under us sends a short chunk)."""
+    blocking.write(sock, encode(header) + b"\n")
+    piece = limiter.piece(budgets.send_slice)
     sent = 0
-    while sent < length:
-        piece = min(slice_size, length - sent)
-        with progress.paused():  # waiting on our own cap is not the asker's stall
-            await limiter.acquire(piece)
-        if writer.transport.is_closing():
-            return  # the asker went away: a copy that lost the end game, or a crash
-        n = await loop.sendfile(writer.transport, f, offset + sent, piece)
-        if n == 0:
-            break
+    while sent < header.length:
+        size = min(piece, header.length - sent)
+        blocking.pause(limiter.debit(size))
+        n = blocking.sendfile(sock, file, offset + sent, size)
+        if n < size:
+            return
         sent += n
-        progress.moved()
