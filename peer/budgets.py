@@ -34,9 +34,11 @@ class Budgets:
 
 BUDGETS = Budgets()
 
-# What each reserved thing costs in descriptors: a lane socket, an open chunk file, a child's
-# stdout pipe (its stdin and stderr are /dev/null, opened and closed by the spawn itself).
-DESCRIPTORS = {"connection": 1, "file": 1, "child": 1}
+# What each reserved thing costs in descriptors: a lane socket; a chunk's open file, and the
+# socket's duplicate and the wake eventfd of its serving thread (`transfer.senders`); a stream's
+# duplicate and eventfd likewise; a child's stdout pipe and the eventfd that drains it at its
+# end (its stdin and stderr are /dev/null, opened and closed by the spawn itself).
+DESCRIPTORS = {"connection": 1, "file": 3, "stream": 2, "child": 2}
 
 
 @dataclass

@@ -50,8 +50,8 @@ class Blocking:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._owned = [self._wake_r, self._wake_w]
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._owned = [self._wake]
         self._lock = threading.Lock()
         self._closed = False
 
@@ -92,7 +92,7 @@ class Blocking:
         """From the loop: wake the thread's waits, which then raise `Stopped`."""
         with self._lock, contextlib.suppress(OSError):
             if not self._closed:
-                os.write(self._wake_w, b"!")
+                os.eventfd_write(self._wake, 1)
 
     def close(self) -> None:
         """From the thread, as its work ends."""
@@ -105,16 +105,16 @@ class Blocking:
         """Until `fd` is ready for `events` (or hung up), within the deadline."""
         poller = select.poll()
         poller.register(fd, events)
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
         ready = poller.poll(self.seconds * 1000)
         if not ready:
             raise TimeoutError(f"{stalled} for {self.seconds} s")
-        if any(ready_fd == self._wake_r for ready_fd, _ in ready):
+        if any(ready_fd == self._wake for ready_fd, _ in ready):
             raise Stopped()
 
     def pause(self, seconds: float) -> None:
         """Wait on our own upload cap: no deadline, but a stop still ends it."""
-        if seconds > 0 and select.select([self._wake_r], [], [], seconds)[0]:
+        if seconds > 0 and select.select([self._wake], [], [], seconds)[0]:
             raise Stopped()
 
     def write(self, sock: int, data: bytes) -> None:
