@@ -243,6 +243,12 @@ async def amain(settings: Settings, out: Output) -> int:
     await peer.shutdown()  # returns once done, whoever started it
     for task in ends:
         task.cancel()
+    # The stop is done but the process has still to end (threads joined, the loop closed). A
+    # SIGTERM now asks for what is under way; its default action would only turn the clean
+    # exit into a death (143), and closing the loop would restore that default.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
     out.event("cli-stopped", peer_id=peer.peer_id)
     return 0
 

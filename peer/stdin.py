@@ -69,7 +69,13 @@ def stdin_lines(stream: LineSource, limit: int) -> asyncio.Queue[bytes | None]:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1)
 
     def hand_over(item: bytes | None) -> None:
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        put = queue.put(item)
+        try:
+            handed = asyncio.run_coroutine_threadsafe(put, loop)
+        except RuntimeError:  # the loop is closed: the put never runs, and must not say so
+            put.close()  # ("coroutine was never awaited" on a peer's stderr, as it ends)
+            raise
+        handed.result()
 
     def pump() -> None:
         try:
