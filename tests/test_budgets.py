@@ -306,6 +306,20 @@ async def test_a_listing_whose_unrar_never_writes_is_refused(tmp_path: Path, gam
     assert caught.value.code == "not-servable" and "no progress" in caught.value.message
 
 
+async def test_a_listing_whose_unrar_never_exits_is_refused(tmp_path: Path, games: Path) -> None:
+    """Every byte listed, the output closed, and then no exit: the wait for its status is
+    bounded too (a listing holds the cache's lock, so a hang would stall every later one)."""
+    stored_archive(games)
+    stuck = tmp_path / "lingering-unrar"
+    stuck.write_text(f'#!/bin/sh\n"{UNRAR}" "$@"\nexec >&-\nexec sleep 600\n')
+    stuck.chmod(0o755)
+    cache = ListingCache(str(stuck), Tally(Budgets(progress_deadline=0.3)))
+    async with asyncio.timeout(LIMIT):
+        with pytest.raises(PeerError) as caught:
+            await cache.listings(games / GAME)
+    assert caught.value.code == "not-servable" and "no progress" in caught.value.message
+
+
 def _alive(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/stat").read_text().split()[2]

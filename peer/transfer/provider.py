@@ -144,10 +144,12 @@ def _ends_here(blocking: Blocking, out: int) -> bool:
 
 
 async def _finish(
-    proc: asyncio.subprocess.Process, clean_end: bool, unrar: str, archive: Path
+    proc: asyncio.subprocess.Process, clean_end: bool, unrar: str, archive: Path, within: float
 ) -> None:
-    """The pass must end where the listing does, and `unrar` must say it succeeded."""
-    code = await proc.wait()
+    """The pass must end where the listing does, and `unrar` must say it succeeded, `within`
+    seconds of its output's end (TimeoutError)."""
+    async with asyncio.timeout(within):
+        code = await proc.wait()
     if code != 0 or not clean_end:
         raise PeerError("not-servable", f"{unrar} failed on {archive.name} (exit {code})")
 
@@ -210,7 +212,7 @@ class ListingCache:
             entries, clean_end = await blocking.run(
                 lambda: _digest_entries(blocking, out, headers, unrar, archive)
             )
-            await _finish(proc, clean_end, unrar, archive)
+            await _finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
         return ArchiveListing(headers.name, headers.solid, entries)
 
 
@@ -297,7 +299,7 @@ async def _send_archive(
         except _EndedEarly:
             writer.close()  # mid-entry: the receiver sees a short entry
             raise
-        await _finish(proc, clean_end, unrar, archive)
+        await _finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
 
 
 def _pump_entries(
