@@ -451,23 +451,6 @@ def test_debt_is_paid_before_new_credit() -> None:
     assert limiter.debit(1000) == pytest.approx(1.0)
 
 
-async def test_concurrent_uploads_share_the_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock()
-    limiter = RateLimiter(1000, clock)
-    waits: list[float] = []
-
-    async def fake_sleep(delay: float) -> None:
-        waits.append(delay)
-        clock.now += delay
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
-
-    await asyncio.gather(*(limiter.acquire(600) for _ in range(3)))
-
-    assert waits == [pytest.approx(0.2), pytest.approx(0.6)]
-    assert clock.now - 100.0 == pytest.approx((3 * 600 - 1000) / 1000)
-
-
 # -- what a failure says, and the server's own edges ---------------------------------------------
 
 

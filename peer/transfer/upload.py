@@ -89,8 +89,7 @@ class RateLimiter:
         self._clock = clock
         self._allowance = float(bytes_per_s or 0)
         self._last = clock()
-        self._lock = asyncio.Lock()
-        self._books = threading.Lock()  # chunk senders debit from their own threads
+        self._books = threading.Lock()  # serving threads debit, each waiting out its own delay
 
     def debit(self, amount: int) -> float:
         """Take `amount` bytes of credit now; returns how long to wait before sending them."""
@@ -111,12 +110,6 @@ class RateLimiter:
         if not self.rate:
             return largest
         return max(16 * 1024, min(largest, self.rate // 8))
-
-    async def acquire(self, amount: int) -> None:
-        async with self._lock:
-            delay = self.debit(amount)
-            if delay:
-                await asyncio.sleep(delay)
 
 
 class LaneServer:
