@@ -16,6 +16,7 @@ by the controller, on every engine, at session start (stale runs) and finish.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -71,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is None and name == "docker":
         from harness.backends.docker import sweep_stale
 
-        sweep_stale(run_id, engines)
+        _say_left(sweep_stale(run_id, engines), "earlier runs")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -117,7 +118,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         from harness.backends.docker import sweep_run
 
         engines: tuple[str, ...] = session.config.stash[ENGINES]
-        sweep_run(run.run_id, engines)
+        _say_left(sweep_run(run.run_id, engines), f"run {run.run_id}")
+
+
+def _say_left(refused: list[str], whose: str) -> None:
+    """The sweeps never fail a run, but what an engine refused to remove is said, not hidden:
+    a person may have to remove it by hand (a daemon that keeps a stale endpoint, say)."""
+    for left in refused:
+        print(f"lanpeer: left on the engine from {whose}, refused: {left}", file=sys.stderr)
 
 
 def _make_backend(run: LabRun, worker: str, engines: tuple[str, ...]) -> Backend:

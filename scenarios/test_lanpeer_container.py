@@ -8,6 +8,7 @@ what works.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -93,3 +94,32 @@ def test_a_peer_container_attached_killed_restarted_paused(
         assert peer.terminate(20) == 0
     assert not client.containers.list(all=True, filters={"id": wrapped.id})
     assert not client.networks.list(names=[network.name])
+
+
+def test_a_sweep_says_what_the_engine_refused_to_remove(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweeps never fail a run, but a network the daemon will not remove (it once kept a
+    stale endpoint of a killed container) is named with the daemon's reason, not dropped."""
+    import docker.errors
+    import docker.models.networks
+
+    from harness.backends.docker import sweep_run
+
+    run = f"sweeptest{os.getpid()}"
+    engine = os.environ["DOCKER_HOST"]
+    client = engine_client(engine)
+    network = client.networks.create(f"lanpeer-{run}", labels=labels(run, "sweep"))
+    try:
+        refusal = docker.errors.APIError("refused", explanation="has active endpoints")
+
+        def refuse(self: object) -> None:
+            raise refusal
+
+        with monkeypatch.context() as patch:
+            patch.setattr(docker.models.networks.Network, "remove", refuse)
+            assert sweep_run(run, [engine]) == [f"network lanpeer-{run}: has active endpoints"]
+        assert sweep_run(run, [engine]) == []
+        assert not client.networks.list(filters={"label": [f"lanpeer.run={run}"]})
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
+        client.close()

@@ -65,9 +65,12 @@ def engine_problem(url: str) -> str | None:
     return None
 
 
-def _sweep(url: str, filters: dict[str, Any], older_than: dt.timedelta | None = None) -> None:
+def _sweep(url: str, filters: dict[str, Any], older_than: dt.timedelta | None = None) -> list[str]:
+    """Remove the matching containers, then networks; returns what the engine refused to
+    remove (a network it still believes has endpoints, say), each with the engine's reason."""
     client = engine_client(url)
     now = dt.datetime.now(dt.UTC)
+    refused: list[str] = []
 
     def old(created: str | int) -> bool:
         """`Created` is epoch seconds in a container list, an ISO time in a network's."""
@@ -79,6 +82,14 @@ def _sweep(url: str, filters: dict[str, Any], older_than: dt.timedelta | None = 
             stamp = dt.datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00")
         return now - stamp > older_than
 
+    def remove(what: str, action: Any) -> None:
+        try:
+            action()
+        except docker.errors.NotFound:
+            pass  # gone meanwhile (a concurrent sweep): what we wanted
+        except docker.errors.APIError as exc:
+            refused.append(f"{what}: {exc.explanation or exc}")
+
     # sparse: the list call alone; a full list inspects each container and raises NotFound
     # when a concurrent run removes one in between.
     for c in client.containers.list(all=True, filters=filters, sparse=True):
@@ -86,22 +97,23 @@ def _sweep(url: str, filters: dict[str, Any], older_than: dt.timedelta | None = 
             if c.attrs.get("State") == "paused":  # a frozen peer (the nemesis) cannot be killed
                 with contextlib.suppress(docker.errors.APIError):
                     c.unpause()
-            with contextlib.suppress(docker.errors.APIError):
-                c.remove(force=True, v=True)
+            remove(f"container {c.id[:12]}", lambda c=c: c.remove(force=True, v=True))
     for n in client.networks.list(filters=filters):
         if old(n.attrs["Created"]):
-            with contextlib.suppress(docker.errors.APIError):
-                n.remove()
+            remove(f"network {n.name}", n.remove)
     client.close()
+    return refused
 
 
-def sweep_run(run_id: str, engines: Sequence[str]) -> None:
-    for url in engines:
-        _sweep(url, {"label": [f"lanpeer.run={run_id}"]})
+def sweep_run(run_id: str, engines: Sequence[str]) -> list[str]:
+    """Remove everything of run `run_id`; returns what the engines refused to remove."""
+    return [left for url in engines for left in _sweep(url, {"label": [f"lanpeer.run={run_id}"]})]
 
 
-def sweep_stale(current_run: str, engines: Sequence[str]) -> None:
-    """Remove what crashed earlier runs left behind (not a concurrent run's fresh containers)."""
+def sweep_stale(current_run: str, engines: Sequence[str]) -> list[str]:
+    """Remove what crashed earlier runs left behind (not a concurrent run's fresh containers);
+    returns what the engines refused to remove."""
+    refused: list[str] = []
     for url in engines:
         client = engine_client(url)
         runs = {
@@ -115,7 +127,9 @@ def sweep_stale(current_run: str, engines: Sequence[str]) -> None:
         }
         client.close()
         for run in runs - {current_run, None}:
-            _sweep(url, {"label": [f"lanpeer.run={run}"]}, older_than=STALE_AFTER)
+            left = _sweep(url, {"label": [f"lanpeer.run={run}"]}, older_than=STALE_AFTER)
+            refused.extend(left)
+    return refused
 
 
 _worker_sweep_registered = False
