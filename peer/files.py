@@ -122,8 +122,8 @@ def sync_tree(top: Path) -> None:
     are left as they are."""
     for dirpath, _dirnames, filenames in os.walk(top):
         for name in filenames:
-            if is_kind(Path(dirpath, name), directory=False):
-                fsync_file(Path(dirpath, name))
+            if is_kind(full := Path(dirpath, name), directory=False):
+                fsync_file(full)
     sync_names(top)
 
 

@@ -294,24 +294,21 @@ async def test_an_unrar_that_never_writes_is_killed_at_the_deadline(
     writer.close()
 
 
-async def test_a_listing_whose_unrar_never_writes_is_refused(tmp_path: Path, games: Path) -> None:
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param("exec sleep 600", id="never-writes"),
+        # Every byte listed, the output closed, and then no exit: the wait for its status is
+        # bounded too (a listing holds the cache's lock, so a hang would stall every later one).
+        pytest.param(f'"{UNRAR}" "$@"\nexec >&-\nexec sleep 600', id="never-exits"),
+    ],
+)
+async def test_a_listing_whose_unrar_stalls_is_refused(
+    tmp_path: Path, games: Path, script: str
+) -> None:
     stored_archive(games)
     stuck = tmp_path / "stuck-unrar"
-    stuck.write_text("#!/bin/sh\nexec sleep 600\n")
-    stuck.chmod(0o755)
-    cache = ListingCache(str(stuck), Tally(Budgets(progress_deadline=0.3)))
-    async with asyncio.timeout(LIMIT):
-        with pytest.raises(PeerError) as caught:
-            await cache.listings(games / GAME)
-    assert caught.value.code == "not-servable" and "no progress" in caught.value.message
-
-
-async def test_a_listing_whose_unrar_never_exits_is_refused(tmp_path: Path, games: Path) -> None:
-    """Every byte listed, the output closed, and then no exit: the wait for its status is
-    bounded too (a listing holds the cache's lock, so a hang would stall every later one)."""
-    stored_archive(games)
-    stuck = tmp_path / "lingering-unrar"
-    stuck.write_text(f'#!/bin/sh\n"{UNRAR}" "$@"\nexec >&-\nexec sleep 600\n')
+    stuck.write_text(f"#!/bin/sh\n{script}\n")
     stuck.chmod(0o755)
     cache = ListingCache(str(stuck), Tally(Budgets(progress_deadline=0.3)))
     async with asyncio.timeout(LIMIT):

@@ -17,7 +17,6 @@ received on the loop ran at 0.30 of `unrar p`, issue 20).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import threading
@@ -27,6 +26,7 @@ from typing import Protocol
 
 import structlog
 
+from peer.blocking import in_thread
 from peer.errors import PeerError
 from peer.protocol import (
     MAX_LANE_LINE,
@@ -176,17 +176,8 @@ class TcpLane:
         """Receive in a lane thread; a cancel cuts the socket and returns once the thread has
         stopped, so nothing reaches a sink after the awaiting task has moved on."""
         conn = _Connection()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._threads, self._receive, conn, host, port, request, receive
-        )
-        try:
-            await asyncio.shield(future)
-        except asyncio.CancelledError:
-            conn.abort()
-            with contextlib.suppress(Exception):
-                await future
-            raise
+        args = (conn, host, port, request, receive)
+        await in_thread(self._receive, *args, executor=self._threads, stop=conn.abort)
 
     def _receive(
         self,

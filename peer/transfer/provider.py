@@ -44,7 +44,7 @@ from peer.protocol import (
     StreamEnd,
     encode,
 )
-from peer.transfer.senders import Blocking
+from peer.transfer.senders import Blocking, to_asker
 from peer.transfer.upload import SEND_SLICE, Progress, RateLimiter, reply
 
 log = structlog.get_logger("provider")
@@ -122,8 +122,7 @@ async def unrar_payload(
             code: int | None = None
             try:
                 async with asyncio.timeout(kill_grace):
-                    draining = Blocking(kill_grace)
-                    await draining.run(lambda: _drain(draining, out))
+                    await Blocking(kill_grace).run(lambda b: _drain(b, out))
                     code = await proc.wait()
             except TimeoutError:  # a grandchild left the group and holds the pipe: drop it
                 pass
@@ -208,9 +207,8 @@ class ListingCache:
             proc,
             out,
         ):
-            blocking = Blocking(budgets.progress_deadline)
-            entries, clean_end = await blocking.run(
-                lambda: _digest_entries(blocking, out, headers, unrar, archive)
+            entries, clean_end = await Blocking(budgets.progress_deadline).run(
+                lambda b: _digest_entries(b, out, headers, unrar, archive)
             )
             await _finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
         return ArchiveListing(headers.name, headers.solid, entries)
@@ -289,12 +287,12 @@ async def _send_archive(
     budgets = tally.budgets
     grace = budgets.kill_grace
     async with unrar_payload(archive, fd, unrar, tally, grace, "stream") as (proc, out):
-        blocking = Blocking(budgets.progress_deadline)
-        sock = blocking.asker(writer)
         try:
             with progress.paused():  # the thread keeps the deadline: it sees bytes move
-                clean_end = await blocking.run(
-                    lambda: _pump_entries(blocking, out, sock, listing, limiter, unrar)
+                clean_end = await to_asker(
+                    writer,
+                    budgets.progress_deadline,
+                    lambda b, sock: _pump_entries(b, out, sock, listing, limiter, unrar),
                 )
         except _EndedEarly:
             writer.close()  # mid-entry: the receiver sees a short entry

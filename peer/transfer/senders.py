@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from peer.blocking import in_thread
 from peer.budgets import BUDGETS
 
 T = TypeVar("T")
@@ -60,33 +61,17 @@ class Blocking:
         self._owned.append(fd)
         return fd
 
-    def asker(self, writer: asyncio.StreamWriter) -> int:
-        """From the loop: a duplicate of the asker's socket for the thread. The transport
-        stops reading first: the asker sends nothing more, and an end of stream read by the
-        loop would close the transport while the thread still sends."""
-        transport = writer.transport
-        if isinstance(transport, asyncio.Transport):
-            transport.pause_reading()
-        return self.own(os.dup(writer.get_extra_info("socket").fileno()))
-
-    async def run(self, work: Callable[[], T]) -> T:
+    async def run(self, work: Callable[[Blocking], T]) -> T:
         """Run `work` in a serving thread, then close what it held. A cancel stops it and
         returns once it has finished, so nothing it holds outlives the awaiting task."""
 
         def thread() -> T:
             try:
-                return work()
+                return work(self)
             finally:
                 self.close()
 
-        future = asyncio.get_running_loop().run_in_executor(SENDERS, thread)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            self.stop()
-            with contextlib.suppress(Exception):
-                await future
-            raise
+        return await in_thread(thread, executor=SENDERS, stop=self.stop)
 
     def stop(self) -> None:
         """From the loop: wake the thread's waits, which then raise `Stopped`."""
@@ -155,3 +140,17 @@ class Blocking:
                 return os.read(pipe, size)
             except BlockingIOError:
                 self.wait(pipe, select.POLLIN, "the provider wrote nothing")
+
+
+async def to_asker(
+    writer: asyncio.StreamWriter, seconds: float, work: Callable[[Blocking, int], T]
+) -> T:
+    """Run `work` in a serving thread, handing it a duplicate of the asker's socket. The
+    transport stops reading first: the asker sends nothing more, and an end of stream read by
+    the loop would close the transport while the thread still sends."""
+    blocking = Blocking(seconds)
+    transport = writer.transport
+    if isinstance(transport, asyncio.Transport):
+        transport.pause_reading()
+    sock = blocking.own(os.dup(writer.get_extra_info("socket").fileno()))
+    return await blocking.run(lambda b: work(b, sock))

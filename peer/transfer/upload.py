@@ -37,7 +37,7 @@ from peer.protocol import (
     decode_lane_request,
     encode,
 )
-from peer.transfer.senders import Blocking
+from peer.transfer.senders import Blocking, to_asker
 
 log = structlog.get_logger("lane")
 
@@ -147,9 +147,9 @@ async def serve_lane(
     after that runs under a progress deadline: a stalled asker is cut (aborted, not closed, so
     unsent bytes cannot hold the socket), its child killed and its descriptors closed.
     """
+    lane = LaneServer()
     tally = tally or Tally()
     budgets = tally.budgets
-    lane = LaneServer()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -211,11 +211,12 @@ async def serve_lane(
                 return True
             with tally.reserve(asker, "file"), _open_regular(path) as f, progress.paused():
                 # The thread keeps its own deadline: it knows when bytes move, the loop doesn't.
-                blocking = Blocking(budgets.progress_deadline)
-                sock = blocking.asker(writer)
-                header = ChunkHeader(length)
-                args = (blocking, sock, header, f.fileno(), offset, limiter, budgets)
-                await blocking.run(lambda: send_chunk(*args))
+                header, file = ChunkHeader(length), f.fileno()
+                await to_asker(
+                    writer,
+                    budgets.progress_deadline,
+                    lambda b, sock: send_chunk(b, sock, header, file, offset, limiter, budgets),
+                )
             return True
 
     lane.server = await asyncio.start_server(
