@@ -67,7 +67,8 @@ async def stranger(tmp_path: Path, target: Peer) -> ControlConnection:
 
     identity = load_or_create_identity(tmp_path / "stranger")
     endpoint = ControlEndpoint(identity, answer, lambda _c: None, 5.0, 30.0)
-    return await endpoint.connect("127.0.0.1", target.node.data_port, timeout=5.0)
+    port = int(target.node.addr.rpartition(":")[2])  # the control port, not the lane's
+    return await endpoint.connect("127.0.0.1", port, timeout=5.0)
 
 
 async def each_answered(conn: ControlConnection, lines: Iterator[bytes]) -> int:
