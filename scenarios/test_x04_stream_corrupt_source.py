@@ -5,9 +5,9 @@ from, so its listing agrees with the honest source's and both are validated; eve
 lies. Two liars:
 
 - `crc-broken`: the last byte flipped. The first member streams intact, the last one misses
-  the validated CRC32.
+  its validated digest (and its CRC32, which the receiver leaves to the digest).
 - `crc-kept` (issue 17): the first byte flipped and four bytes recomputed so that every size
-  and CRC32 still matches (harness/crcforge.py). Only the voted BLAKE3 tells the bytes apart.
+  and CRC32 still matches (harness/crcforge.py), so a CRC check would pass the first member.
 
 Either way the receiver excludes the liar (`bad-chunk`), discards what it staged, and streams
 everything again from the honest source; the installed files are the honest bytes. As in S42
@@ -89,8 +89,7 @@ def test_x04_stream_source_whose_bytes_lie_is_excluded(lab: Lab, kind: str) -> N
     assert [s["peer_addr"] for s in files["sources"]] == [liar.addr, honest.addr], "both valid"
     (excluded,) = client.events("download-source-excluded", since=start, until=end)
     assert (excluded["peer_addr"], excluded["code"]) == (liar.addr, "bad-chunk"), excluded
-    caught_by = "BLAKE3" if kind == "crc-kept" else "size and CRC32"
-    assert caught_by in excluded["reason"], excluded
+    assert "bytes do not match the validated BLAKE3" in excluded["reason"], excluded
 
     at = client.index(excluded)
     before = client.events("download-chunk-finished", since=start, until=at)

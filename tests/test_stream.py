@@ -148,7 +148,7 @@ FLIP_FIRST = (
 )
 
 
-async def test_bytes_that_miss_the_crc_exclude_the_source(start: Start, tmp_path: Path) -> None:
+async def test_bytes_that_miss_the_digest_exclude_the_source(start: Start, tmp_path: Path) -> None:
     liar_unrar = after_listing(tmp_path, "lying-unrar", FLIP_FIRST)
     liar, client = await start("liar", unrar=liar_unrar), await start("client")
     serve_cnctw(liar)
@@ -159,7 +159,7 @@ async def test_bytes_that_miss_the_crc_exclude_the_source(start: Start, tmp_path
     failed = await client.wait("download-failed", game_id=GAME)
     assert failed["code"] == "sources-lost"
     excluded = await client.wait("download-source-excluded", game_id=GAME)
-    assert excluded["code"] == "bad-chunk" and "CRC32" in excluded["reason"]
+    assert excluded["code"] == "bad-chunk" and "validated BLAKE3" in excluded["reason"]
     assert "install-begin" not in client.names()
     assert_rolled_back(client)
 

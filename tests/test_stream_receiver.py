@@ -262,15 +262,19 @@ async def test_more_bytes_than_the_entry_holds_exclude_the_source(games: Path) -
     )
 
 
-async def test_bytes_that_miss_the_crc_exclude_the_source(games: Path) -> None:
+async def test_fewer_bytes_than_the_entry_holds_exclude_the_source(games: Path) -> None:
+    def items(staging: Path) -> list[Item]:
+        return [EntryHeader("a/b/deep.bin", 30), b"y" * 25, EntryHeader("c.txt", 3), b"sea"]
+
+    await assert_excluded(games, items, "bad-chunk", "a/b/deep.bin: 25 bytes, not the validated 30")
+
+
+async def test_other_bytes_of_the_right_size_exclude_the_source(games: Path) -> None:
     def items(staging: Path) -> list[Item]:
         return [EntryHeader("a/b/deep.bin", 30), b"z" * 30]
 
     await assert_excluded(
-        games,
-        items,
-        "bad-chunk",
-        "a/b/deep.bin: bytes do not match the validated size and CRC32",
+        games, items, "bad-chunk", "a/b/deep.bin: bytes do not match the validated BLAKE3"
     )
 
 

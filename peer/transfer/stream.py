@@ -3,8 +3,10 @@
 The archive listings (names, sizes, CRC32 and digest of every entry, in order) are asked of
 every catalog-version source and validated by plurality, as download descriptors are; a source
 whose listing disagrees is not used. Then one source streams every entry; each is written under
-`.local.installing/` with the path rules of downloads and checked against the validated size,
-CRC32 and BLAKE3 (a liar can forge CRC32, not the digest), all before `promote`. A failed
+`.local.installing/` with the path rules of downloads and checked against the validated size
+and digest, all before `promote`. The listing's CRC32s are the archive's own, which the source
+checks its extraction against; the receiver does not repeat them: the voted digest covers the
+same bytes, and a liar can forge a CRC32, not the digest. A failed
 attempt is rolled back and the whole stream is tried again from the next validated source
 (there is no byte-offset resume). Nothing of the archive or the root sentinel is ever written:
 the result is an install without a download (`LocalOnly`).
@@ -17,7 +19,6 @@ import functools
 import os
 import shutil
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ class _Receiver:
     """Writes one source's stream into staging, checking each entry as it completes.
 
     It is the lane's `StreamSink`: `entry`, `write` and `end` run in the lane's thread (file
-    writes, CRC32 and the digest release the GIL), and each finished entry is reported to the
+    writes and the digest release the GIL), and each finished entry is reported to the
     event loop, which alone emits events.
     """
 
@@ -117,7 +118,6 @@ class _Receiver:
         self.current: ArchiveEntry | None = None
         self.fd = -1
         self.got = 0
-        self.crc = 0
         self.digest = digest.hasher()
 
     async def run(self) -> None:
@@ -140,7 +140,7 @@ class _Receiver:
             self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise LocalWriteError(f"{entry.path}: {exc}") from exc
-        self.current, self.got, self.crc, self.digest = entry, 0, 0, digest.hasher()
+        self.current, self.got, self.digest = entry, 0, digest.hasher()
 
     def write(self, data: memoryview | bytes) -> None:
         entry = self.current
@@ -150,7 +150,6 @@ class _Receiver:
             write_all(self.fd, data, self.got)
         except OSError as exc:
             raise LocalWriteError(f"{entry.path}: {exc}") from exc
-        self.crc = zlib.crc32(data, self.crc)
         self.digest.update(data)
         self.got += len(data)
 
@@ -163,11 +162,11 @@ class _Receiver:
             return
         self._close()
         self.current = None
-        if self.got != entry.size or self.crc != entry.crc32:
+        if self.got != entry.size:
             raise PeerError(
-                "bad-chunk", f"{entry.path}: bytes do not match the validated size and CRC32"
+                "bad-chunk", f"{entry.path}: {self.got} bytes, not the validated {entry.size}"
             )
-        if self.digest.hexdigest() != entry.digest:  # CRC32 is forgeable; the digest is not
+        if self.digest.hexdigest() != entry.digest:
             raise PeerError(
                 "bad-chunk", f"{entry.path}: bytes do not match the validated {digest.NAME}"
             )
