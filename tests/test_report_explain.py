@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import soak
+from harness import flakes
 
 pytest_plugins = ["pytester"]
 
@@ -89,8 +89,8 @@ def test_a_failed_scenario_explains_itself_and_its_report_page_shows_it(
     assert "waiting for event download-finished where None" in waited
 
     # The JUnit XML names the run, so a soak (harness/soak.py) finds each failure's page.
-    assert soak.read_junit((root / "junit.xml").read_text()) == (
+    assert flakes.read_junit((root / "junit.xml").read_text()) == (
         run_id,
         {"F01": "failed", "F02": "failed"},
     )
-    assert (root / soak.page_path(run_id, "F02")).read_text() == waited
+    assert (root / flakes.page_path(run_id, "F02")).read_text() == waited

@@ -10,30 +10,30 @@ from pathlib import Path
 
 import pytest
 
-from harness import soak
-from harness.soak import RunResult
+from harness import flakes, soak
+from harness.flakes import RunResult
 
 
 def test_the_bound_for_no_failures_is_the_closed_form() -> None:
     for n in (1, 5, 63, 600, 5000):
-        assert soak.upper_bound(0, n) == pytest.approx(1 - 0.05 ** (1 / n), rel=1e-9)
-    assert round(100 * soak.upper_bound(0, 600), 3) == 0.498  # the issue's target: under 0.5 %
-    assert soak.runs_needed(0.005) == 598
+        assert flakes.upper_bound(0, n) == pytest.approx(1 - 0.05 ** (1 / n), rel=1e-9)
+    assert round(100 * flakes.upper_bound(0, 600), 3) == 0.498  # the issue's target: under 0.5 %
+    assert flakes.runs_needed(0.005) == 598
 
 
 def test_the_bound_with_failures_matches_clopper_pearson_tables() -> None:
-    assert round(soak.upper_bound(1, 100), 4) == 0.0466  # one-sided 95 %
-    assert round(soak.upper_bound(5, 1000), 4) == 0.0105
+    assert round(flakes.upper_bound(1, 100), 4) == 0.0466  # one-sided 95 %
+    assert round(flakes.upper_bound(5, 1000), 4) == 0.0105
     for k, n in ((1, 100), (5, 1000), (3, 6000)):  # the defining equation holds
-        assert soak.binomial_cdf(k, n, soak.upper_bound(k, n)) == pytest.approx(0.05, abs=1e-9)
+        assert flakes.binomial_cdf(k, n, flakes.upper_bound(k, n)) == pytest.approx(0.05, abs=1e-9)
 
 
 def test_the_bound_at_the_edges() -> None:
-    assert soak.upper_bound(0, 0) == 1.0  # no runs: nothing known
-    assert soak.upper_bound(7, 7) == 1.0
-    assert soak.binomial_cdf(2, 10, 0.0) == 1.0 and soak.binomial_cdf(2, 10, 1.0) == 0.0
-    assert soak.binomial_cdf(1, 2, 0.5) == pytest.approx(0.75)
-    assert math.isfinite(soak.upper_bound(10, 100_000))
+    assert flakes.upper_bound(0, 0) == 1.0  # no runs: nothing known
+    assert flakes.upper_bound(7, 7) == 1.0
+    assert flakes.binomial_cdf(2, 10, 0.0) == 1.0 and flakes.binomial_cdf(2, 10, 1.0) == 0.0
+    assert flakes.binomial_cdf(1, 2, 0.5) == pytest.approx(0.75)
+    assert math.isfinite(flakes.upper_bound(10, 100_000))
 
 
 def result(
@@ -52,7 +52,7 @@ RUNS = [
 
 
 def test_the_tally_counts_each_scenario_and_names_the_runs_that_failed() -> None:
-    tallies = {t.scenario: t for t in soak.tally(RUNS)}
+    tallies = {t.scenario: t for t in flakes.tally(RUNS)}
     assert list(tallies) == ["N01 seed 7", "N01 seed 8", "S01", "S02", "S20", "X10"]
     s02 = tallies["S02"]
     assert (s02.runs, s02.passes, s02.failures, s02.skips) == (3, 2, 1, 0)
@@ -69,12 +69,12 @@ def test_the_tally_counts_each_scenario_and_names_the_runs_that_failed() -> None
 
 
 def test_the_summary_counts_scenario_runs_not_skips() -> None:
-    s = soak.summarize(RUNS, soak.tally(RUNS), "t0", "t1", "host", 2, [7, 8])
+    s = flakes.summarize(RUNS, flakes.tally(RUNS), "t0", "t1", "host", 2, [7, 8])
     assert (s.scenario_runs, s.failures, s.skips) == (11, 4, 2)
     assert s.rate == pytest.approx(4 / 11)
-    assert s.upper_bound == soak.upper_bound(4, 11)
+    assert s.upper_bound == flakes.upper_bound(4, 11)
     assert s.commits == ["abc", "def"] and s.runs == 5
-    text = soak.text_summary(s)
+    text = flakes.text_summary(s)
     assert "scenario runs 11, failures 4" in text
     assert "  S02: 1 of 3 failed flaky (run 2)" in text
 
@@ -100,29 +100,29 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def test_a_runs_junit_xml_gives_its_run_id_and_each_scenarios_outcome() -> None:
-    run_id, outcomes = soak.read_junit(JUNIT)
+    run_id, outcomes = flakes.read_junit(JUNIT)
     assert run_id == "4f00c0ffee12"
     assert outcomes == {"S01": "passed", "S02": "failed", "S20": "skipped", "S03": "error"}
 
 
 def test_the_progress_line_says_where_the_soak_is() -> None:
-    line = soak.progress(RUNS[:2], 10, 130.0, 480.0)
+    line = flakes.progress(RUNS[:2], 10, 130.0, 480.0)
     assert line == (
         "[soak] run 2/10 took 1m00s: 1 passed, 2 failed (S02, X10), 1 skipped; "
         "so far 4 scenario runs passed, 2 failed; elapsed 2m10s, about 8m00s left"
     )
     missing = RunResult(3, "seed 4", "", "abc", {}, 5.0, 4, "no JUnit XML")
-    assert "run 3/3 (N01 seed 4) took 0m05s: no results: no JUnit XML" in soak.progress(
+    assert "run 3/3 (N01 seed 4) took 0m05s: no results: no JUnit XML" in flakes.progress(
         [*RUNS[:2], missing], 3, 4000.0, 0.0
     )
-    assert soak.time_left(RUNS, 2, 1, 999.0) == 2 * 60.0 + 60.0
-    assert soak.time_left(RUNS[:1], 0, 2, 300.0) == 600.0  # no seeded run yet: the guess
+    assert flakes.time_left(RUNS, 2, 1, 999.0) == 2 * 60.0 + 60.0
+    assert flakes.time_left(RUNS[:1], 0, 2, 300.0) == 600.0  # no seeded run yet: the guess
 
 
 def test_the_report_page_links_each_failure_to_its_timeline_page() -> None:
     from harness.report import soakpage
 
-    s = soak.summarize(RUNS, soak.tally(RUNS), "t0", "t1", "host", 2, [7, 8])
+    s = flakes.summarize(RUNS, flakes.tally(RUNS), "t0", "t1", "host", 2, [7, 8])
     html = soakpage.render(s, "../../..", [r.__dict__ for r in RUNS])
     assert "4 failures in 11 scenario runs: rate 36.364 %, 95 % upper bound" in html
     assert '<a href="../../../artifacts/report/run2/S02.html#explanation">run 2</a>' in html

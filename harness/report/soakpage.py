@@ -1,6 +1,6 @@
 """The soak's report page: the flake rate with its upper bound, and each scenario's tally.
 
-Pure: a `harness.soak.Summary` (as the dict `summary.json` holds) in, one static HTML page out.
+Pure: a `harness.flakes.Summary` (as the dict `summary.json` holds) in, one static HTML page out.
 Each failure links to its scenario's timeline page in that run's report, relative to the
 soak's directory, so the page opens from disk.
 """
@@ -8,13 +8,11 @@ soak's directory, so the page opens from disk.
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from harness.flakes import Summary
 from harness.report.history import FLAKY, Mark, marks_html
 from harness.report.pages import CSS
-
-if TYPE_CHECKING:
-    from harness.soak import Summary
 
 
 def _pct(x: float) -> str:
@@ -29,7 +27,7 @@ def _failure(f: dict[str, Any], root: str) -> str:
 
 
 def render(summary: Summary, root: str, runs: list[dict[str, Any]]) -> str:
-    """`summary`: a `harness.soak.Summary`; `root`: the repo root relative to the page's
+    """`summary`: a `harness.flakes.Summary`; `root`: the repo root relative to the page's
     directory; `runs`: each `RunResult` as a dict, for the list of runs at the bottom."""
     s = summary
     rows = []
