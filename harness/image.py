@@ -83,9 +83,10 @@ BASE_CHANGES = (
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "lanpeer-image.lock"
 LOCK_TIMEOUT_S = 1800.0
-# Old peer images kept besides the current one: another checkout (or a run started just before a
-# source edit) may have resolved one of them and not yet started its containers.
+# Old peer images kept besides the current one, for users outside the lab (a LanpeerContainer
+# resolves its image and creates its container a moment later); the lab pins its own (`pin`).
 KEEP_OLD_PEER_IMAGES = 2
+PIN_LABEL = "lanpeer.pin"
 
 Progress = Callable[[str], None]
 
@@ -444,6 +445,21 @@ def _remove_old_peer_images(client: docker.DockerClient, current: str, progress:
                 progress(f"removed old image {ref}")
             except docker.errors.APIError as exc:
                 progress(f"kept old image {ref}: {exc.explanation or exc}")
+
+
+def pin(client: docker.DockerClient, tag: str, labels: dict[str, str]) -> bool:
+    """Hold `tag` on the engine with a container made from it and never started: the engine
+    refuses to remove an image a container references, and `_remove_old_peer_images` never
+    forces, so another checkout's build cannot take the image from a run that resolved it. The
+    pin carries `labels` and goes with the sweep of the caller's containers. False if the image
+    is already gone (removed between its lookup and the pin)."""
+    try:
+        client.api.create_container(
+            tag, command=["true"], labels={**labels, PIN_LABEL: "1"}, network_disabled=True
+        )
+    except docker.errors.ImageNotFound:
+        return False
+    return True
 
 
 def _image_exists(client: docker.DockerClient, tag: str) -> bool:

@@ -123,3 +123,34 @@ def test_a_sweep_says_what_the_engine_refused_to_remove(monkeypatch: pytest.Monk
         with contextlib.suppress(docker.errors.APIError):
             network.remove()
         client.close()
+
+
+def test_a_pinned_image_outlives_another_checkouts_cleanup() -> None:
+    """The lab pins the peer image it resolved (`harness.image.pin`): another checkout's build,
+    which removes old peer images without force, cannot take it from a run still using it, and
+    the run's sweep lifts the pin."""
+    import docker.errors
+
+    from harness.backends.docker import sweep_run
+    from harness.image import ensure_peer_image, pin
+
+    run = f"pintest{os.getpid()}"
+    engine = os.environ["DOCKER_HOST"]
+    client = engine_client(engine)
+    tag = f"lanpeer-pintest:{run}"  # an image of its own, never the peer image itself
+    donor = client.api.create_container(ensure_peer_image(client), command=["true"])
+    try:
+        client.api.commit(donor["Id"], repository="lanpeer-pintest", tag=run)
+        assert pin(client, tag, labels(run, "pin"))
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.api.remove_image(tag)  # what another checkout's cleanup does
+        assert refused.value.status_code == 409, refused.value
+        assert sweep_run(run, [engine]) == []
+        client.api.remove_image(tag)
+        assert not pin(client, tag, labels(run, "pin")), "a removed image cannot be pinned"
+    finally:
+        client.api.remove_container(donor["Id"], force=True)
+        sweep_run(run, [engine])
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.api.remove_image(tag, force=True)
+        client.close()

@@ -38,7 +38,7 @@ import docker.errors
 
 from harness import powerfs
 from harness.backends.base import GAMES, STATE, LineSink, PeerSpec
-from harness.image import engine_client, ensure_peer_image
+from harness.image import engine_client, ensure_peer_image, pin
 from harness.lanpeer_container import LanpeerContainer, Network
 
 STALE_AFTER = dt.timedelta(hours=2)
@@ -130,6 +130,23 @@ def sweep_stale(current_run: str, engines: Sequence[str]) -> list[str]:
             left = _sweep(url, {"label": [f"lanpeer.run={run}"]}, older_than=STALE_AFTER)
             refused.extend(left)
     return refused
+
+
+_pinned: set[tuple[str, str]] = set()  # (engine, image) this worker holds a pin on
+
+
+def _pinned_image(
+    client: docker.DockerClient, engine: str, donors: Sequence[str], own: dict[str, str]
+) -> str:
+    """The peer image of this tree, pinned on `engine` for the rest of this worker's run (one
+    pin per image; it goes with the worker's sweep). Another checkout's build that removes it
+    before the pin is taken only makes this build it again."""
+    for _ in range(3):
+        tag = ensure_peer_image(client, donors=donors)
+        if (engine, tag) in _pinned or pin(client, tag, own):
+            _pinned.add((engine, tag))
+            return tag
+    raise RuntimeError(f"the peer image kept being removed from {engine} before it was pinned")
 
 
 _worker_sweep_registered = False
@@ -247,8 +264,8 @@ class DockerBackend:
         self.engine = engine
         self.client = engine_client(self.engine)
         donors = [url for url in engines if url != self.engine]
-        self.image = ensure_peer_image(self.client, donors=donors)
         self.labels = labels(run_id, worker)
+        self.image = _pinned_image(self.client, self.engine, donors, self.labels)
         self.peers: list[DockerPeer] = []
         self.helpers: list[Any] = []  # containers that are not peers (the shaper's relays)
         self._network: Network | None = None
