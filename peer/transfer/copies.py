@@ -97,6 +97,7 @@ class Copies:
         if not self.sinks[peer_id]:
             self.busy_since[peer_id] = time.monotonic()
         task = asyncio.create_task(fetch)
+        task.add_done_callback(_outcome_read)
         self.fetching.setdefault(chunk, {})[peer_id] = task
         try:
             await asyncio.wait({task})
@@ -118,3 +119,11 @@ class Copies:
         if exc is not None:
             raise exc
         return True
+
+
+def _outcome_read(task: asyncio.Task[None]) -> None:
+    """Read a copy's outcome as it ends. `attempt` raises a failure itself, unless its download
+    stopped first (the worker cancelled in the step the copy failed): then the failure is moot,
+    and must not reach stderr as "Task exception was never retrieved" (N01 found it)."""
+    if not task.cancelled():
+        task.exception()
