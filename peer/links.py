@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +26,7 @@ from peer.endpoint import ControlEndpoint
 from peer.errors import PeerError
 from peer.mesh import (
     REDIAL_REASONS,
+    Changes,
     PeerTable,
     RemotePeer,
     keeps_new_link,
@@ -166,7 +168,9 @@ class Links:
             and await self._answers(known.peer_id)
         ):
             # A second link to a live process (both ends dialled at once): both keep the other
-            # one. A silent old link is replaced instead, as the other end has dropped it.
+            # one. A silent old link is replaced instead, as the other end has dropped it. The
+            # library it brings is still the newest: a delta may have died with a closed link.
+            self._refreshed(intro)
             return known
         return await self._register(conn, intro)
 
@@ -192,6 +196,26 @@ class Links:
             addrs=list(clash.addrs),
             reported_by=reported_by,
         )
+
+    async def _resync(self, conn: ControlConnection, peer_id: str) -> None:
+        """A delta did not follow the library revision we hold: ask the whole library again by
+        a second Hello on the same link (its HelloAck carries it)."""
+        try:
+            ack = expect(await conn.request(Hello(**self._introduce())), HelloAck)
+        except PeerError as exc:  # the link is going; its redial brings the library anyway
+            log.info("library resync failed", peer_id=peer_id, error=exc.message)
+            return
+        if ack.peer_id == peer_id and self.conns.get(peer_id) is conn:
+            self._refreshed(ack)
+
+    def _refreshed(self, intro: Hello | HelloAck) -> None:
+        changes = self.table.refresh(intro)
+        if changes is not None:
+            self._library_changed(self.table.peers[intro.peer_id], changes)
+
+    def _library_changed(self, record: RemotePeer, changes: Changes) -> None:
+        where = {"peer_id": record.peer_id, "addr": record.addr, "games": sorted(record.library)}
+        self._emit("peer-library-changed", **where, **dataclasses.asdict(changes))
 
     async def _register(self, conn: ControlConnection, intro: Hello | HelloAck) -> RemotePeer:
         old_conn = self.conns.get(intro.peer_id)
@@ -233,16 +257,11 @@ class Links:
             self._told_duplicate(request, record.peer_id)
             return Ok()
         if isinstance(request, LibraryDelta):
-            self.table.apply_delta(record.peer_id, request)
-            self._emit(
-                "peer-library-changed",
-                peer_id=record.peer_id,
-                addr=record.addr,
-                games=sorted(record.library),
-                added=[g.game_id for g in request.added],
-                updated=[g.game_id for g in request.updated],
-                removed=list(request.removed),
-            )
+            sync = self.table.apply_delta(record.peer_id, request)
+            if sync == "applied":
+                self._library_changed(record, Changes.of_delta(request))
+            elif sync == "behind":
+                self._spawn(self._resync(conn, record.peer_id), f"resync-{record.peer_id}")
             return Ok()
         return await self._serve(request)
 

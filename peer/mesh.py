@@ -43,6 +43,23 @@ class RemotePeer:
         }
 
 
+Sync = Literal["applied", "behind", "moot"]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Game ids of a peer's library that a refresh added, changed or removed."""
+
+    added: list[str]
+    updated: list[str]
+    removed: list[str]
+
+    @classmethod
+    def of_delta(cls, delta: LibraryDelta) -> Changes:
+        ids = [g.game_id for g in delta.added], [g.game_id for g in delta.updated]
+        return cls(*ids, list(delta.removed))
+
+
 @dataclass
 class PeerTable:
     peers: dict[str, RemotePeer] = field(default_factory=dict)
@@ -62,13 +79,32 @@ class PeerTable:
         self.peers[intro.peer_id] = record
         return record, known is None
 
-    def apply_delta(self, peer_id: str, delta: LibraryDelta) -> RemotePeer | None:
+    def apply_delta(self, peer_id: str, delta: LibraryDelta) -> Sync:
+        """Apply a delta only onto the revision it was made from. A delta from further on means
+        one was lost (its link closed under it) or overtook another: the whole library must be
+        asked again. A delta from before the revision held came late and is moot."""
         record = self.peers.get(peer_id)
-        if record is None:
-            return None
+        if record is None or delta.from_rev < record.library_rev:
+            return "moot"
+        if delta.from_rev > record.library_rev:
+            return "behind"
         record.library = apply_delta(record.library, delta)
         record.library_rev = delta.to_rev
-        return record
+        return "applied"
+
+    def refresh(self, intro: Hello | HelloAck) -> Changes | None:
+        """Take a known process's whole library from a newer introduction of its own (a second
+        Hello, or a link both ends drop for the other); what changed, or None if nothing newer."""
+        record = self.peers.get(intro.peer_id)
+        if record is None or intro.rev <= record.library_rev:
+            return None
+        old, new = record.library, {g.game_id: g for g in intro.games}
+        record.library, record.library_rev = new, intro.rev
+        return Changes(
+            added=[g for g in new if g not in old],
+            updated=[g for g in new if g in old and new[g] != old[g]],
+            removed=[g for g in old if g not in new],
+        )
 
     def remove(self, peer_id: str) -> RemotePeer | None:
         return self.peers.pop(peer_id, None)

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from peer.mesh import Liveness, PeerTable, RemotePeer, keeps_new_link, liveness, meeting
-from peer.protocol import PROTOCOL_VERSION, GameSummary, Hello, LibraryDelta
+from peer.mesh import (
+    Changes,
+    Liveness,
+    PeerTable,
+    RemotePeer,
+    keeps_new_link,
+    liveness,
+    meeting,
+)
+from peer.protocol import PROTOCOL_VERSION, GameSummary, Hello, HelloAck, LibraryDelta
 
 ME, OTHER = "a" * 32, "b" * 32
 
@@ -62,9 +70,42 @@ def test_the_table_records_upserts_deltas_and_removals_by_peer_id() -> None:
     again, new = table.upsert(Hello(PROTOCOL_VERSION, OTHER, "h:9", 9, "t2", 4, ()), 6.0)
     assert not new and list(table.peers) == [OTHER] and again.addr == "h:9"
     delta = LibraryDelta(OTHER, 4, 5, added=(summary("ggoo"),))
-    assert table.apply_delta(OTHER, delta) is again and again.library_rev == 5
+    assert table.apply_delta(OTHER, delta) == "applied" and again.library_rev == 5
     assert list(again.library) == ["ggoo"]
     assert table.remove(OTHER) is again and table.remove(OTHER) is None
+    assert table.apply_delta(OTHER, delta) == "moot"  # from a peer no longer known
+
+
+def test_a_delta_applies_only_onto_the_revision_it_was_made_from() -> None:
+    """A delta lost with a closed link must not leave the view wrong for good: the next one,
+    from further on, is not applied onto the stale base (the caller asks the whole library)."""
+    table = PeerTable()
+    games = (summary("cnc4"), summary("ggoo"))
+    record, _ = table.upsert(Hello(PROTOCOL_VERSION, OTHER, "h:1", 1, "t", 3, games), 5.0)
+    lost = LibraryDelta(OTHER, 3, 4, removed=("ggoo",))  # never arrives
+    assert lost.from_rev == record.library_rev
+    beyond = LibraryDelta(OTHER, 4, 5, added=(summary("bfbc2"),))
+    assert table.apply_delta(OTHER, beyond) == "behind"
+    assert (record.library_rev, sorted(record.library)) == (3, ["cnc4", "ggoo"]), "untouched"
+    late = LibraryDelta(OTHER, 2, 3, removed=("cnc4",))
+    assert table.apply_delta(OTHER, late) == "moot"
+    assert (record.library_rev, sorted(record.library)) == (3, ["cnc4", "ggoo"])
+
+
+def test_a_newer_introduction_refreshes_the_library_and_says_what_changed() -> None:
+    table = PeerTable()
+    old = (summary("cnc4"), summary("ggoo"))
+    record, _ = table.upsert(Hello(PROTOCOL_VERSION, OTHER, "h:1", 1, "t", 3, old), 5.0)
+    changed = GameSummary("cnc4", "2", True, True, "Ready", 20)
+    newer = HelloAck(PROTOCOL_VERSION, OTHER, "h:1", 1, "t", 5, (changed, summary("bfbc2")))
+    assert table.refresh(newer) == Changes(added=["bfbc2"], updated=["cnc4"], removed=["ggoo"])
+    assert (record.library_rev, sorted(record.library)) == (5, ["bfbc2", "cnc4"])
+    assert table.refresh(newer) is None, "the same revision again changes nothing"
+    older = HelloAck(PROTOCOL_VERSION, OTHER, "h:1", 1, "t", 4, old)
+    assert table.refresh(older) is None and record.library_rev == 5, "never back to older"
+    assert Changes.of_delta(LibraryDelta(OTHER, 5, 6, (summary("a1"),), (), ("b2",))) == Changes(
+        ["a1"], [], ["b2"]
+    )
 
 
 def summary(game_id: str) -> GameSummary:

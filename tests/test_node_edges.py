@@ -139,3 +139,25 @@ async def test_a_cancel_right_after_the_download_was_accepted_still_ends_it(star
     await c.run("cancel-download", game_id="bfbc2")
     await c.wait("download-cancelled", game_id="bfbc2", timeout=5)
     assert (await c.run("status"))["active_operations"] == []
+
+
+async def test_a_view_that_missed_a_delta_is_asked_again_whole(start: Start) -> None:
+    """N01 (seed 1) once ended with a client that still saw a peer serving a game it had long
+    removed: the delta that said so was lost with a closed link, and later deltas were applied
+    onto the stale library. A delta that does not follow the revision held now makes the
+    viewer ask for the whole library again (a second Hello on the link)."""
+    a, c = await start("a"), await start("c")
+    write_game(a.games, "bfbc2", CATALOG["bfbc2"], 100)
+    await ready(a)
+    await ready(c)
+    await c.run("connect", addr=a.node.addr)
+    view = c.node.links.table.peers[a.node.peer_id]
+    # As if c had missed a's last delta: a game a no longer serves, one revision behind.
+    view.library["ggoo"] = view.library["bfbc2"].__class__("ggoo", "1", True, False, "Ready", 9)
+    view.library_rev -= 1
+    write_game(a.games, "cnc4", CATALOG["cnc4"], 100)
+    a.node.library.rescan()
+    changed = await c.wait("peer-library-changed", removed=["ggoo"])
+    assert changed["added"] == ["cnc4"] and changed["games"] == ["bfbc2", "cnc4"], changed
+    assert sorted(view.library) == ["bfbc2", "cnc4"]
+    assert view.library_rev == a.node.library.snapshot()[0]
