@@ -20,7 +20,8 @@ Per archive, the legs alternate, their order rotated each run:
   connection (`sendfile`, then `recv_into` + `pwrite`, no check), as `bench_lane_containers`'s
   `raw1-none`: the path's ceiling. A stream can go no faster than the slower of the path and
   the extraction, so each leg is also shown against that (`/ ceiling`); for a stored archive
-  `unrar p` only copies, and the path is the lower of the two.
+  `unrar p` only copies, and the path is the lower of the two (the source sends a stored
+  archive's members as they lie in it, by `sendfile`, as this leg sends the whole archive).
 
 Each leg prints its rate, the ratio to `unrar-p` in the same run, the CPU seconds of each side
 (the peer and the `unrar` children it waited for), the client's peak RSS (VmHWM, reset before

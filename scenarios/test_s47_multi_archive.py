@@ -3,9 +3,10 @@
 `fixture-multi` declares `b-second.eti` before `a-first.eti`, and `a-first.eti` holds a member
 (`order/tail-of-first.txt`) that sorts after `b-second.eti`'s `order/second.txt`: only archive
 order, member order inside each archive, gives the expected sequence. The source's unrar is
-wrapped to log its calls: one payload pass per archive for the stream, never one per member
-(which would decompress a solid archive's prefix again for every member), after the one pass per
-archive that its listing takes once to give each entry its digest.
+wrapped to log its calls: its listing takes one payload pass per archive, once, to give each
+entry its digest; the stream then takes none, because both archives are stored and are sent as
+they lie in the archive (a compressed archive's stream is one pass per archive, never one per
+member: tests/test_provider.py).
 """
 
 import pytest
@@ -57,7 +58,8 @@ def test_s47_multi_archive_streamed_install_order(lab: Lab) -> None:
     assert rc == 0, log
     passes = [line.split() for line in log.decode().splitlines() if line.startswith("p ")]
     paths = [source.process.path(a) for a in ARCHIVES]
-    # The listing's own pass (each entry's digest, once, then cached), then the stream's.
-    assert [p[-1] for p in passes] == [*paths, *paths], (
-        "one payload pass per archive for the listing, one for the stream, in sorted order"
+    assert [p[-1] for p in passes] == paths, (
+        "one payload pass per archive for the listing, in sorted order, and none for the stream"
     )
+    for archive in ("a-first.eti", "b-second.eti"):
+        source.expect_log("archive sent as stored", archive=archive, complete=True)

@@ -8,6 +8,7 @@ killed and its descriptors closed; a reservation over a budget is refused with `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -226,6 +227,15 @@ def server_sockets(port: int) -> list[str]:
     return found
 
 
+def open_here() -> set[str]:
+    """What this process (the serving peer, in-process) holds open."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone already
+            found.add(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
+
+
 def unrar_processes(archive: Path) -> list[int]:
     found = []
     for pid in os.listdir("/proc"):
@@ -245,20 +255,23 @@ def serving(games: Path, unrar: str, tally: Tally) -> Serving:
     return Serving(lambda: games, {GAME: VERSION}, frozenset, TOKEN, unrar, None, tally)
 
 
-def stored_archive(games: Path) -> Path:
-    """A stored (uncompressed) archive of random bytes larger than the socket buffers."""
+def make_archive(games: Path, stored: bool = False) -> Path:
+    """An archive of random bytes larger than the socket buffers; unless `stored`, with a
+    compressed member too, so that its streams run unrar (a stored one is sent as it lies)."""
     stage = games.parent / "stage"
     stage.mkdir()
     (stage / "payload.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    (stage / "notes.txt").write_bytes(b"compresses\n" * 10_000)
     archive = games / GAME / "cnctw.eti"
-    os.system(f"cd {stage} && rar a -idq -cfg- -ma5 -m0 {archive} payload.bin")
+    method = "-m0" if stored else "-m3"
+    os.system(f"cd {stage} && rar a -idq -cfg- -ma5 {method} {archive} payload.bin notes.txt")
     return archive
 
 
 async def test_a_stream_whose_bytes_are_never_read_is_cut_and_its_unrar_killed(
     serve: Any, games: Path
 ) -> None:
-    archive = stored_archive(games)
+    archive = make_archive(games)
     tally = Tally(Budgets(progress_deadline=0.5))
     server = await serve(tally.budgets, serving(games, UNRAR, tally).open_stream, tally)
     askers = [await connect(server.port, stream_request()) for _ in range(2)]
@@ -271,10 +284,25 @@ async def test_a_stream_whose_bytes_are_never_read_is_cut_and_its_unrar_killed(
         writer.close()
 
 
+async def test_a_stored_stream_whose_bytes_are_never_read_is_cut(serve: Any, games: Path) -> None:
+    archive = make_archive(games, stored=True)
+    tally = Tally(Budgets(progress_deadline=0.5))
+    server = await serve(tally.budgets, serving(games, UNRAR, tally).open_stream, tally)
+    askers = [await connect(server.port, stream_request()) for _ in range(2)]
+    await until(lambda: server.tally.total["stream"] == 2, "both streams running")
+    await until(lambda: not server.handlers, "the stalled streams ended")
+    assert unrar_processes(archive) == [], "a stored archive streams with no unrar"
+    assert str(archive) not in open_here(), "a cut stream left the archive open"
+    assert server_sockets(server.port) == [], "a stalled asker's socket was left open"
+    assert server.tally.total["stream"] == 0 and server.tally.total["descriptor"] == 0
+    for _, writer in askers:
+        writer.close()
+
+
 async def test_an_unrar_that_never_writes_is_killed_at_the_deadline(
     serve: Any, games: Path, tmp_path: Path
 ) -> None:
-    archive = stored_archive(games)
+    archive = make_archive(games)
     stuck = tmp_path / "stuck-unrar"
     pidfile = tmp_path / "sleeper.pid"
     stuck.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {pidfile}\nwait\n")
@@ -306,7 +334,7 @@ async def test_an_unrar_that_never_writes_is_killed_at_the_deadline(
 async def test_a_listing_whose_unrar_stalls_is_refused(
     tmp_path: Path, games: Path, script: str
 ) -> None:
-    stored_archive(games)
+    make_archive(games)
     stuck = tmp_path / "stuck-unrar"
     stuck.write_text(f"#!/bin/sh\n{script}\n")
     stuck.chmod(0o755)
@@ -389,7 +417,7 @@ async def test_streams_in_total_are_bounded(serve: Any) -> None:
 
 
 async def test_child_processes_are_bounded(games: Path) -> None:
-    stored_archive(games)
+    make_archive(games)
     tally = Tally(Budgets(children_total=1))
     with tally.reserve("", "child"), pytest.raises(PeerError) as caught:  # a stream's unrar runs
         await ListingCache(UNRAR, tally).listings(games / GAME)
@@ -445,7 +473,7 @@ async def test_a_child_that_escapes_the_group_is_given_up_after_the_grace(
 ) -> None:
     """A grandchild that left the process group keeps the pipe open after the kill: the
     handler waits `kill_grace` for the pipe to end, then drops it, and ends."""
-    stored_archive(games)
+    make_archive(games)
     escaping = tmp_path / "escaping-unrar"
     pidfile = tmp_path / "escaped.pid"
     escaping.write_text(f"#!/bin/sh\nsetsid sleep 600 &\necho $! > {pidfile}\nwait\n")

@@ -32,6 +32,7 @@ from peer.protocol import (
     StreamEnd,
     decode_lane_reply,
 )
+from peer.transfer.archives import Headers, read_headers
 from peer.transfer.provider import ListingCache, send_entries
 from peer.transfer.upload import RateLimiter, progress_deadline
 
@@ -47,8 +48,10 @@ def make_archive(
     files: Mapping[str, bytes],
     solid: bool = False,
     dirs: tuple[str, ...] = (),
+    stored: bool = False,
 ) -> Path:
-    """A RAR archive of `files` (and the empty folders `dirs`, added as directory entries)."""
+    """A RAR archive of `files` (and the empty folders `dirs`, added as directory entries),
+    compressed (`rar` still stores what does not compress) unless `stored`."""
     stage = root.parent / f".stage-{name}"
     for rel, data in files.items():
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +59,7 @@ def make_archive(
     for rel in dirs:
         (stage / rel).mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
-    switches = ["-m3", "-s"] if solid else ["-m0"]
+    switches = ["-m0"] if stored else ["-m3", "-s"] if solid else ["-m3"]
     subprocess.run(
         ["rar", "a", "-idq", "-cfg-", "-ma5", *switches, str(root / name), *files, *dirs],
         cwd=stage,
@@ -120,13 +123,21 @@ async def stream(root: Path, listings: tuple[ArchiveListing, ...], unrar: str) -
     return frames
 
 
-FILES = {"data/a.bin": os.urandom(3000), "data/b.txt": b"bee\n", "c.txt": b"sea"}
+# b.txt compresses, so `root`'s archive streams through unrar; `stored_root`'s is sent as it lies.
+FILES = {"data/a.bin": os.urandom(3000), "data/b.txt": b"bee\n" * 2000, "c.txt": b"sea"}
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     root = tmp_path / "games" / "cnctw"
     make_archive(root, "cnctw.eti", FILES)
+    return root
+
+
+@pytest.fixture
+def stored_root(tmp_path: Path) -> Path:
+    root = tmp_path / "games" / "stored"
+    make_archive(root, "stored.eti", FILES, stored=True)
     return root
 
 
@@ -200,11 +211,13 @@ async def test_entries_follow_the_listing_and_end_the_stream(root: Path) -> None
     assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
 
 
-async def test_folder_entries_are_skipped_not_the_end(root: Path) -> None:
+@pytest.mark.parametrize("stored", [False, True], ids=["unrar", "stored"])
+async def test_folder_entries_are_skipped_not_the_end(tmp_path: Path, stored: bool) -> None:
+    root = tmp_path / "g"
+    make_archive(root, "g.eti", FILES, dirs=("empty", "data/deeper"), stored=stored)
     (listing,) = await list_archives(root)
-    folder = ArchiveEntry(path="data", size=0, crc32=0, is_dir=True, digest=EMPTY_DIGEST)
-    with_folder = ArchiveListing(listing.name, listing.solid, (folder, *listing.entries))
-    frames = await stream(root, (with_folder,), UNRAR)
+    assert [e.path for e in listing.entries if e.is_dir], "the archive holds folder entries"
+    frames = await stream(root, (listing,), UNRAR)
     assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
 
 
@@ -380,3 +393,102 @@ async def test_the_provider_logs_how_its_unrar_ended(root: Path, tmp_path: Path)
         await stream(root, listings, failing)
     codes = [e["exit_code"] for e in failed if e["event"] == "provider stopped"]
     assert codes == [3]
+
+
+# -- stored archives: sent as they lie ----------------------------------------------------------
+
+
+def headers(archive: Path) -> Headers:
+    fd = os.open(archive, os.O_RDONLY)
+    try:
+        return read_headers(archive, fd)
+    finally:
+        os.close(fd)
+
+
+def test_headers_say_which_archives_lie_as_they_are(root: Path, stored_root: Path) -> None:
+    stored = headers(stored_root / "stored.eti")
+    data = (stored_root / "stored.eti").read_bytes()
+    assert stored.offsets is not None
+    assert [data[o : o + len(d)] for o, d in zip(stored.offsets, FILES.values(), strict=True)] == [
+        *FILES.values()
+    ]
+    assert headers(root / "cnctw.eti").offsets is None, "b.txt is compressed"
+
+
+def test_an_encrypted_stored_archive_is_not_sent_as_it_lies(tmp_path: Path) -> None:
+    (tmp_path / "secret.bin").write_bytes(os.urandom(4096))  # no padding: only the flag tells
+    archive = tmp_path / "locked.eti"
+    subprocess.run(
+        ["rar", "a", "-idq", "-cfg-", "-ma5", "-m0", "-psecret", str(archive), "secret.bin"],
+        cwd=tmp_path,
+        check=True,
+    )
+    locked = headers(archive)
+    assert [e.path for e in locked.listing.entries] == ["secret.bin"]
+    assert locked.offsets is None, "its data is ciphertext, not the member"
+
+
+async def test_a_stored_archive_is_sent_without_unrar(stored_root: Path, tmp_path: Path) -> None:
+    listings = await list_archives(stored_root)  # the digests still come from unrar
+    with structlog.testing.capture_logs() as logs:
+        frames = await stream(stored_root, listings, "/missing-unrar")
+    assert frames == [*(("entry", p, d) for p, d in FILES.items()), ("end",)]
+    assert [(e["event"], e.get("complete")) for e in logs] == [("archive sent as stored", True)]
+
+
+async def test_an_archive_changed_since_it_was_listed_is_refused_before_a_byte(
+    stored_root: Path, root: Path
+) -> None:
+    for where, name in ((stored_root, "stored.eti"), (root, "cnctw.eti")):
+        listings = await list_archives(where)
+        make_archive(where.parent / "next", name, {**FILES, "c.txt": b"SEA"}, stored=True)
+        os.replace(where.parent / "next" / name, where / name)
+        frames = await stream(where, listings, UNRAR)
+        assert frames == [("error", "not-servable", f"{name} changed since it was listed")]
+
+
+async def test_a_cancelled_stored_send_says_it_did_not_complete(tmp_path: Path) -> None:
+    """A receiver that stops reading mid-archive: the send stops with the cancel (S46)."""
+    root = tmp_path / "games" / "big"
+    make_archive(root, "big.eti", {"big.bin": os.urandom(8 * 1024 * 1024)}, stored=True)
+    listings = await list_archives(root)
+    ours, theirs = socket.socketpair()
+    reader, their_writer = await asyncio.open_connection(sock=theirs)
+    _, writer = await asyncio.open_connection(sock=ours)
+
+    async def provide() -> None:
+        async with progress_deadline(LIMIT) as progress:
+            await send_entries(writer, root, listings, UNRAR, RateLimiter(None), progress, Tally())
+
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(provide())
+        try:
+            async with asyncio.timeout(LIMIT):
+                assert isinstance(decode_lane_reply(await reader.readline()), EntryHeader)
+                await reader.readexactly(1024)
+            task.cancel()
+            async with asyncio.timeout(LIMIT):
+                await asyncio.gather(task, return_exceptions=True)
+        finally:
+            writer.close()
+            their_writer.close()
+    assert [(e["event"], e.get("complete")) for e in logs] == [("archive sent as stored", False)]
+
+
+async def test_a_compressed_archive_streams_in_one_pass_per_archive(tmp_path: Path) -> None:
+    """Never one pass per member: that would decompress a solid archive's prefix again for
+    every member. The listing's passes come first, once, then one per archive for the stream."""
+    root = tmp_path / "g"
+    make_archive(root, "a.eti", FILES, solid=True)
+    make_archive(root, "b.eti", {"z/b.txt": b"bee\n" * 3000}, stored=False)
+    log = tmp_path / "passes.log"
+    unrar = fake_unrar(tmp_path, "counting", f'echo "$1" >> "{log}"\nexec "$UNRAR" "$@"')
+    listings = await list_archives(root, unrar)
+    frames = await stream(root, listings, unrar)
+    in_order = [e.path for listing in listings for e in listing.entries]
+    assert frames == [
+        *(("entry", p, {**FILES, "z/b.txt": b"bee\n" * 3000}[p]) for p in in_order),
+        ("end",),
+    ]
+    assert log.read_text().split() == ["p"] * 4

@@ -1,33 +1,31 @@
 """The source side of a streamed install: what the archives hold, and their extracted bytes.
 
-Names, sizes and CRC32s come from the archives' own headers (`rarfile`); the bytes from the
-peer's `--unrar`: one `unrar p` per archive, in sorted root order, whose stdout is the archive's
-file entries back to back in archive order, cut by the listed sizes. One pass per archive keeps
-a solid archive linear. A listing also carries each entry's BLAKE3, taken from one such pass of
-our own and cached per archive file (path, inode, size, mtime) as descriptors are, because CRC32
-vouches for nothing against a liar: receivers install only bytes matching the voted digests.
+A listing is the archives' headers (`peer.transfer.archives`) with each entry's BLAKE3, from one
+`unrar p` pass of our own (the peer's `--unrar`) cached per archive file (path, inode, size,
+mtime) as descriptors are, because CRC32 vouches for nothing against a liar: receivers install
+only bytes matching the voted digests.
+
+A stream sends each archive's file entries back to back, in sorted root order: a stored archive
+straight from its bytes by `sendfile` (`unrar p` would only copy them through a pipe, and on two
+cores that copy halved the stream: issue 20), any other by one `unrar p` pass, cut by the listed
+sizes (one pass per archive keeps a solid archive linear). Either way the headers, read again as
+the stream starts, must still be the listed ones.
 
 Every archive is opened here without following a link and must be a regular file; `unrar`
-reads that very open file (`/dev/fd/N`), so a root archive swapped for a link to something
-outside the games dir is never listed or extracted. Each `unrar` runs in its own process
-group, reserved from the child budget, under a progress deadline, and is killed with its
-group whenever its pass ends, for any reason.
+reads that very open file (`peer.transfer.unrar`), so a root archive swapped for a link to
+something outside the games dir is never listed, extracted or sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import os
-import signal
-import subprocess
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-import rarfile
 import structlog
 
 from peer import digest
@@ -35,122 +33,21 @@ from peer.budgets import Tally
 from peer.errors import PeerError
 from peer.library import open_root_archive as open_archive
 from peer.library import root_archives
-from peer.protocol import (
-    EMPTY_DIGEST,
-    ArchiveEntry,
-    ArchiveListing,
-    EntryHeader,
-    ErrorReply,
-    StreamEnd,
-    encode,
-)
+from peer.protocol import ArchiveEntry, ArchiveListing, EntryHeader, ErrorReply, StreamEnd, encode
+from peer.transfer.archives import read_headers, undigested
 from peer.transfer.senders import Blocking, to_asker
+from peer.transfer.unrar import ends_here, finish, unrar_payload
 from peer.transfer.upload import SEND_SLICE, Progress, RateLimiter, reply
 
 log = structlog.get_logger("provider")
 
-# `unrar`'s stdout: a pipe of our own, widened to 1 MiB (Linux's default ceiling for an
-# unprivileged process), which a serving thread reads or splices into the asker's socket.
-PIPE_BUFFER = 1024 * 1024
-
-
+T = TypeVar("T")
 Key = tuple[str, int, int, int, int]  # path, device, inode, size, mtime
 
 
 def _key(archive: Path, fd: int) -> Key:
     st = os.fstat(fd)
     return (str(archive), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def read_headers(archive: Path, fd: int) -> ArchiveListing:
-    """The archive's members from its headers, digests still unknown (the empty one)."""
-    try:
-        with open(f"/dev/fd/{fd}", "rb") as f, rarfile.RarFile(f) as rf:
-            solid = bool(rf.is_solid())
-            entries = tuple(
-                ArchiveEntry(
-                    path=info.filename.rstrip("/"),
-                    size=0 if info.is_dir() else int(info.file_size),
-                    crc32=int(info.CRC or 0),
-                    is_dir=bool(info.is_dir()),
-                    digest=EMPTY_DIGEST,
-                )
-                for info in rf.infolist()
-            )
-    except (rarfile.Error, OSError, ValueError, TypeError, PeerError) as exc:
-        raise PeerError(
-            "not-servable", f"{archive.name} is not a readable RAR archive: {exc}"
-        ) from None
-    return ArchiveListing(archive.name, solid, entries)
-
-
-@contextlib.asynccontextmanager
-async def unrar_payload(
-    archive: Path, fd: int, unrar: str, tally: Tally, kill_grace: float, purpose: str
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """One `unrar p` of the open archive `fd` (for a `listing` or a `stream`, as its log line
-    says) and the non-blocking read end of its stdout; killed with its group on the way out,
-    and its pipe given `kill_grace` to end (it ends once every process holding it is dead)."""
-    with tally.reserve("", "child"):
-        out, into = os.pipe2(os.O_CLOEXEC)
-        try:
-            with contextlib.suppress(OSError):  # a smaller pipe is slower, not wrong
-                fcntl.fcntl(into, fcntl.F_SETPIPE_SZ, PIPE_BUFFER)
-            proc = await asyncio.create_subprocess_exec(
-                unrar,
-                "p",
-                "-inul",
-                "--",
-                f"/dev/fd/{fd}",
-                stdin=subprocess.DEVNULL,
-                stdout=into,
-                stderr=subprocess.DEVNULL,
-                pass_fds=(fd,),
-                start_new_session=True,  # its own process group: a wrapper's children die with it
-            )
-        except OSError as exc:
-            os.close(out)
-            raise PeerError("not-servable", f"cannot run {unrar}: {exc}") from None
-        finally:
-            os.close(into)  # the child holds its own copy
-        os.set_blocking(out, False)
-        try:
-            yield proc, out
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            code: int | None = None
-            try:
-                async with asyncio.timeout(kill_grace):
-                    await Blocking(kill_grace).run(lambda b: _drain(b, out))
-                    code = await proc.wait()
-            except TimeoutError:  # a grandchild left the group and holds the pipe: drop it
-                pass
-            finally:
-                os.close(out)
-            log.info("provider stopped", archive=archive.name, purpose=purpose, exit_code=code)
-
-
-def _drain(blocking: Blocking, out: int) -> None:
-    """Read the pipe to its end: then no process of the pass holds it any more."""
-    while blocking.read(out, SEND_SLICE):
-        pass
-
-
-def _ends_here(blocking: Blocking, out: int) -> bool:
-    """Whether the pass ends exactly where the listing does (from the serving thread)."""
-    return not blocking.read(out, 1)
-
-
-async def _finish(
-    proc: asyncio.subprocess.Process, clean_end: bool, unrar: str, archive: Path, within: float
-) -> None:
-    """The pass must end where the listing does, and `unrar` must say it succeeded, `within`
-    seconds of its output's end (TimeoutError)."""
-    async with asyncio.timeout(within):
-        code = await proc.wait()
-    if code != 0 or not clean_end:
-        raise PeerError("not-servable", f"{unrar} failed on {archive.name} (exit {code})")
 
 
 @dataclass
@@ -200,7 +97,7 @@ class ListingCache:
             ) from None
 
     async def _digest_pass(self, archive: Path, fd: int, unrar: str) -> ArchiveListing:
-        headers = await asyncio.to_thread(read_headers, archive, fd)
+        headers = (await asyncio.to_thread(read_headers, archive, fd)).listing
         budgets = self.tally.budgets
         kill_grace = budgets.kill_grace
         async with unrar_payload(archive, fd, unrar, self.tally, kill_grace, "listing") as (
@@ -210,7 +107,7 @@ class ListingCache:
             entries, clean_end = await Blocking(budgets.progress_deadline).run(
                 lambda b: _digest_entries(b, out, headers, unrar, archive)
             )
-            await _finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
+            await finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
         return ArchiveListing(headers.name, headers.solid, entries)
 
 
@@ -235,7 +132,7 @@ def _digest_entries(
         if crc != entry.crc32:
             raise PeerError("not-servable", f"{archive.name}: {entry.path} fails its CRC")
         entries.append(ArchiveEntry(entry.path, entry.size, entry.crc32, False, hasher.hexdigest()))
-    return tuple(entries), _ends_here(blocking, out)
+    return tuple(entries), ends_here(blocking, out)
 
 
 async def send_entries(
@@ -284,41 +181,102 @@ async def _send_archive(
     progress: Progress,
     tally: Tally,
 ) -> None:
+    headers = await asyncio.to_thread(read_headers, archive, fd)
+    if headers.listing != undigested(listing):
+        raise PeerError("not-servable", f"{archive.name} changed since it was listed")
+    offsets = headers.offsets
+    if offsets is not None:
+        complete = False
+        try:
+            await _to_asker(
+                writer,
+                progress,
+                lambda b, sock: _pump_stored(b, sock, fd, offsets, listing, limiter, archive.name),
+            )
+            complete = True
+        finally:
+            log.info("archive sent as stored", archive=archive.name, complete=complete)
+        return
     budgets = tally.budgets
     grace = budgets.kill_grace
     async with unrar_payload(archive, fd, unrar, tally, grace, "stream") as (proc, out):
-        try:
-            with progress.paused():  # the thread keeps the deadline: it sees bytes move
-                clean_end = await to_asker(
-                    writer,
-                    budgets.progress_deadline,
-                    lambda b, sock: _pump_entries(b, out, sock, listing, limiter, unrar),
-                )
-        except _EndedEarly:
-            writer.close()  # mid-entry: the receiver sees a short entry
-            raise
-        await _finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
+        clean_end = await _to_asker(
+            writer, progress, lambda b, sock: _pump_pass(b, sock, out, listing, limiter, unrar)
+        )
+        await finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
 
 
-def _pump_entries(
+def _pump_stored(
     blocking: Blocking,
-    out: int,
     sock: int,
+    fd: int,
+    offsets: tuple[int, ...],
+    listing: ArchiveListing,
+    limiter: RateLimiter,
+    name: str,
+) -> None:
+    """The members sent as they lie in the archive `fd`, by `sendfile`, entry by entry."""
+    _pump_entries(
+        blocking,
+        sock,
+        listing,
+        limiter,
+        name,
+        lambda i, sent, n: blocking.sendfile(sock, fd, offsets[i] + sent, n),
+    )
+
+
+def _pump_pass(
+    blocking: Blocking,
+    sock: int,
+    out: int,
     listing: ArchiveListing,
     limiter: RateLimiter,
     unrar: str,
 ) -> bool:
-    """Every file entry's header, then its bytes spliced from the pass's pipe into the asker's
-    socket (from the serving thread); whether the pass ended where the listing does."""
-    for entry in listing.entries:
-        if entry.is_dir:
-            continue
+    """The pass's bytes spliced from its pipe into the asker's socket, entry by entry; whether
+    the pass ended where the listing does."""
+    _pump_entries(
+        blocking, sock, listing, limiter, unrar, lambda i, sent, n: blocking.splice(out, sock, n)
+    )
+    return ends_here(blocking, out)
+
+
+async def _to_asker(
+    writer: asyncio.StreamWriter, progress: Progress, work: Callable[[Blocking, int], T]
+) -> T:
+    """`work` in a serving thread; a cut mid-entry closes the connection, the only way left
+    to tell the receiver (it sees a short entry)."""
+    try:
+        with progress.paused():  # the thread keeps the deadline: it sees bytes move
+            return await to_asker(writer, progress.seconds, work)
+    except _EndedEarly:
+        writer.close()
+        raise
+
+
+# Moves up to `n` bytes of the `index`-th file entry, `sent` of them already gone, into the
+# asker's socket; how many it moved (0: its source ended).
+Move = Callable[[int, int, int], int]
+
+
+def _pump_entries(
+    blocking: Blocking,
+    sock: int,
+    listing: ArchiveListing,
+    limiter: RateLimiter,
+    source: str,
+    move: Move,
+) -> None:
+    """Every file entry's header, then its bytes by `move` (from the serving thread), paced by
+    the upload cap."""
+    files = [entry for entry in listing.entries if not entry.is_dir]
+    for index, entry in enumerate(files):
         blocking.write(sock, encode(EntryHeader(entry.path, entry.size)) + b"\n")
-        remaining = entry.size
-        while remaining:
-            n = blocking.splice(out, sock, min(limiter.piece(SEND_SLICE), remaining))
+        sent = 0
+        while sent < entry.size:
+            n = move(index, sent, min(limiter.piece(SEND_SLICE), entry.size - sent))
             if not n:
-                raise _EndedEarly("not-servable", f"{unrar} ended early in {entry.path}")
+                raise _EndedEarly("not-servable", f"{source} ended early in {entry.path}")
             blocking.pause(limiter.debit(n))  # the cap is paid after the fact, in small pieces
-            remaining -= n
-    return _ends_here(blocking, out)
+            sent += n
