@@ -153,12 +153,8 @@ async def send_entries(
     """
     try:
         for listing in listings:
-            fd = await asyncio.to_thread(open_archive, root / listing.name)
-            try:
-                archive = root / listing.name
-                await _send_archive(writer, archive, fd, listing, unrar, limiter, progress, tally)
-            finally:
-                os.close(fd)
+            archive = root / listing.name
+            await _send_archive(writer, archive, listing, unrar, limiter, progress, tally)
     except PeerError as exc:
         log.warning("stream failed", game_id=root.name, code=exc.code, error=exc.message)
         if not writer.is_closing():
@@ -174,6 +170,38 @@ class _EndedEarly(PeerError):
 async def _send_archive(
     writer: asyncio.StreamWriter,
     archive: Path,
+    listing: ArchiveListing,
+    unrar: str,
+    limiter: RateLimiter,
+    progress: Progress,
+    tally: Tally,
+) -> None:
+    fd = await asyncio.to_thread(open_archive, archive)
+    stored = complete = False
+    try:
+        headers = await asyncio.to_thread(read_headers, archive, fd)
+        if headers.listing != undigested(listing):
+            raise PeerError("not-servable", f"{archive.name} changed since it was listed")
+        offsets = headers.offsets
+        if offsets is None:
+            await _send_extracted(writer, archive, fd, listing, unrar, limiter, progress, tally)
+        else:
+            stored = True
+            await _to_asker(
+                writer,
+                progress,
+                lambda b, sock: _pump_stored(b, sock, fd, offsets, listing, limiter, archive.name),
+            )
+        complete = True
+    finally:
+        os.close(fd)  # first: once the log says a send ended, nothing holds the archive
+        if stored:
+            log.info("archive sent as stored", archive=archive.name, complete=complete)
+
+
+async def _send_extracted(
+    writer: asyncio.StreamWriter,
+    archive: Path,
     fd: int,
     listing: ArchiveListing,
     unrar: str,
@@ -181,22 +209,6 @@ async def _send_archive(
     progress: Progress,
     tally: Tally,
 ) -> None:
-    headers = await asyncio.to_thread(read_headers, archive, fd)
-    if headers.listing != undigested(listing):
-        raise PeerError("not-servable", f"{archive.name} changed since it was listed")
-    offsets = headers.offsets
-    if offsets is not None:
-        complete = False
-        try:
-            await _to_asker(
-                writer,
-                progress,
-                lambda b, sock: _pump_stored(b, sock, fd, offsets, listing, limiter, archive.name),
-            )
-            complete = True
-        finally:
-            log.info("archive sent as stored", archive=archive.name, complete=complete)
-        return
     budgets = tally.budgets
     grace = budgets.kill_grace
     async with unrar_payload(archive, fd, unrar, tally, grace, "stream") as (proc, out):
