@@ -151,10 +151,10 @@ async def send_entries(
     process is killed before this returns, whatever ended the stream (a cancel or a stalled
     reader's deadline included).
     """
+    sending = _Sending(writer, progress, limiter, tally, unrar)
     try:
         for listing in listings:
-            archive = root / listing.name
-            await _send_archive(writer, archive, listing, unrar, limiter, progress, tally)
+            await sending.archive(root / listing.name, listing)
     except PeerError as exc:
         log.warning("stream failed", game_id=root.name, code=exc.code, error=exc.message)
         if not writer.is_closing():
@@ -167,55 +167,59 @@ class _EndedEarly(PeerError):
     """The pass ended inside an entry: only a cut connection can tell the receiver."""
 
 
-async def _send_archive(
-    writer: asyncio.StreamWriter,
-    archive: Path,
-    listing: ArchiveListing,
-    unrar: str,
-    limiter: RateLimiter,
-    progress: Progress,
-    tally: Tally,
-) -> None:
-    fd = await asyncio.to_thread(open_archive, archive)
-    stored = complete = False
-    try:
-        headers = await asyncio.to_thread(read_headers, archive, fd)
-        if headers.listing != undigested(listing):
-            raise PeerError("not-servable", f"{archive.name} changed since it was listed")
-        offsets = headers.offsets
-        if offsets is None:
-            await _send_extracted(writer, archive, fd, listing, unrar, limiter, progress, tally)
-        else:
-            stored = True
-            await _to_asker(
-                writer,
-                progress,
-                lambda b, sock: _pump_stored(b, sock, fd, offsets, listing, limiter, archive.name),
+@dataclass(frozen=True)
+class _Sending:
+    """One stream's sending end: the asker's connection and deadline, the upload cap, the
+    budgets, and the unrar that extracts what is not stored."""
+
+    writer: asyncio.StreamWriter
+    progress: Progress
+    limiter: RateLimiter
+    tally: Tally
+    unrar: str
+
+    async def archive(self, archive: Path, listing: ArchiveListing) -> None:
+        fd = await asyncio.to_thread(open_archive, archive)
+        stored = complete = False
+        try:
+            headers = await asyncio.to_thread(read_headers, archive, fd)
+            if headers.listing != undigested(listing):
+                raise PeerError("not-servable", f"{archive.name} changed since it was listed")
+            offsets = headers.offsets
+            if offsets is None:
+                await self._extracted(archive, fd, listing)
+            else:
+                stored = True
+                limiter = self.limiter
+                await self._in_thread(
+                    lambda b, sock: _pump_stored(
+                        b, sock, fd, offsets, listing, limiter, archive.name
+                    )
+                )
+            complete = True
+        finally:
+            os.close(fd)  # first: once the log says a send ended, nothing holds the archive
+            if stored:
+                log.info("archive sent as stored", archive=archive.name, complete=complete)
+
+    async def _extracted(self, archive: Path, fd: int, listing: ArchiveListing) -> None:
+        unrar, limiter, budgets = self.unrar, self.limiter, self.tally.budgets
+        grace = budgets.kill_grace
+        async with unrar_payload(archive, fd, unrar, self.tally, grace, "stream") as (proc, out):
+            clean_end = await self._in_thread(
+                lambda b, sock: _pump_pass(b, sock, out, listing, limiter, unrar)
             )
-        complete = True
-    finally:
-        os.close(fd)  # first: once the log says a send ended, nothing holds the archive
-        if stored:
-            log.info("archive sent as stored", archive=archive.name, complete=complete)
+            await finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
 
-
-async def _send_extracted(
-    writer: asyncio.StreamWriter,
-    archive: Path,
-    fd: int,
-    listing: ArchiveListing,
-    unrar: str,
-    limiter: RateLimiter,
-    progress: Progress,
-    tally: Tally,
-) -> None:
-    budgets = tally.budgets
-    grace = budgets.kill_grace
-    async with unrar_payload(archive, fd, unrar, tally, grace, "stream") as (proc, out):
-        clean_end = await _to_asker(
-            writer, progress, lambda b, sock: _pump_pass(b, sock, out, listing, limiter, unrar)
-        )
-        await finish(proc, clean_end, unrar, archive, budgets.progress_deadline)
+    async def _in_thread(self, work: Callable[[Blocking, int], T]) -> T:
+        """`work` in a serving thread; a cut mid-entry closes the connection, the only way
+        left to tell the receiver (it sees a short entry)."""
+        try:
+            with self.progress.paused():  # the thread keeps the deadline: it sees bytes move
+                return await to_asker(self.writer, self.progress.seconds, work)
+        except _EndedEarly:
+            self.writer.close()
+            raise
 
 
 def _pump_stored(
@@ -228,14 +232,11 @@ def _pump_stored(
     name: str,
 ) -> None:
     """The members sent as they lie in the archive `fd`, by `sendfile`, entry by entry."""
-    _pump_entries(
-        blocking,
-        sock,
-        listing,
-        limiter,
-        name,
-        lambda i, sent, n: blocking.sendfile(sock, fd, offsets[i] + sent, n),
-    )
+
+    def move(index: int, sent: int, n: int) -> int:
+        return blocking.sendfile(sock, fd, offsets[index] + sent, n)
+
+    _pump_entries(blocking, sock, listing, limiter, name, move)
 
 
 def _pump_pass(
@@ -252,19 +253,6 @@ def _pump_pass(
         blocking, sock, listing, limiter, unrar, lambda i, sent, n: blocking.splice(out, sock, n)
     )
     return ends_here(blocking, out)
-
-
-async def _to_asker(
-    writer: asyncio.StreamWriter, progress: Progress, work: Callable[[Blocking, int], T]
-) -> T:
-    """`work` in a serving thread; a cut mid-entry closes the connection, the only way left
-    to tell the receiver (it sees a short entry)."""
-    try:
-        with progress.paused():  # the thread keeps the deadline: it sees bytes move
-            return await to_asker(writer, progress.seconds, work)
-    except _EndedEarly:
-        writer.close()
-        raise
 
 
 # Moves up to `n` bytes of the `index`-th file entry, `sent` of them already gone, into the
