@@ -145,6 +145,7 @@ RAW_LEGS = {
     "raw2-blake3": (2, "blake3"),
     "raw2-none": (2, "none"),
     "raw1-none": (1, "none"),  # one connection, no check: a stream's path (bench_stream_install)
+    "raw1-blake3": (1, "blake3"),  # and checked as a stream is, in its one receiving thread
 }
 DEFAULT_LEGS = ("raw1-sha256", "raw2-sha256", "raw2-none", "lanpeer")
 # `lanpeer1`: a second client peer, linked to the first source only, downloads the same game:

@@ -21,7 +21,9 @@ Per archive, the legs alternate, their order rotated each run:
   `raw1-none`: the path's ceiling. A stream can go no faster than the slower of the path and
   the extraction, so each leg is also shown against that (`/ ceiling`); for a stored archive
   `unrar p` only copies, and the path is the lower of the two (the source sends a stored
-  archive's members as they lie in it, by `sendfile`, as this leg sends the whole archive).
+  archive's members as they lie in it, by `sendfile`, as this leg sends the whole archive);
+- `raw-tcp-b3`: the same, with BLAKE3 of every byte in the one receiving thread (`raw1-blake3`),
+  as a stream's receiver checks it: what one connection carries once every byte is checked.
 
 Each leg prints its rate, the ratio to `unrar-p` in the same run, the CPU seconds of each side
 (the peer and the `unrar` children it waited for), the client's peak RSS (VmHWM, reset before
@@ -62,6 +64,7 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 KINDS = {"stored": ("css", ["-m0"]), "solid": ("bf1942", ["-m1", "-s"])}
 FILES = 8
+LEGS = ("unrar-p", "raw-tcp", "stream", "raw-tcp-b3", "dl+install")  # rotated per run
 
 _CPU = (
     "import os; f = open('/proc/1/stat').read().rsplit(')', 1)[1].split(); "
@@ -168,18 +171,22 @@ def unrar_leg(kind: str, source: PeerHandle, unrar: str, game: str, size: int) -
     return Leg(kind, "unrar-p", rate, rate, 0.0, got["cpu_s"], others_load(before, got["cpu_s"]))
 
 
-def path_leg(kind: str, source: PeerHandle, client: PeerHandle, game: str, size: int) -> Leg:
-    """The archive over raw TCP (the rate counts the files' bytes, as the other legs do, over
-    the time the archive's own bytes took)."""
+def path_leg(
+    kind: str, source: PeerHandle, client: PeerHandle, game: str, size: int, leg: str
+) -> Leg:
+    """The archive over raw TCP, checked (`raw-tcp-b3`) or not (the rate counts the files'
+    bytes, as the other legs do, over the time the archive's own bytes took)."""
     reset_client(client, game)  # the client's tmpfs holds one copy at a time
     archive = f"{GAMES}/{game}/{game}.eti"
     rc, out = source.run("stat", "-c", "%s", archive)
     assert rc == 0, out
-    raw = raw_leg("raw1-none", source, client, int(out), archive)
+    raw = raw_leg(
+        "raw1-blake3" if leg == "raw-tcp-b3" else "raw1-none", source, client, int(out), archive
+    )
     reset_client(client, "raw.bin")
     secs = int(out) / MIB / raw.mib_per_s
     rate = size / MIB / secs
-    return Leg(kind, "raw-tcp", rate, rate, raw.client_cpu_s, raw.source_cpu_s, raw.others)
+    return Leg(kind, leg, rate, rate, raw.client_cpu_s, raw.source_cpu_s, raw.others)
 
 
 def peer_leg(
@@ -262,13 +269,12 @@ def main() -> None:
             print(f"  {kind}: the first stream (the source's listing digest pass included):")
             show(first)
             peer_leg(kind, "dl+install", source, client, game, total)  # the source's describe
-            order = ["unrar-p", "raw-tcp", "stream", "dl+install"]
             for run in range(args.runs):
-                for leg in order[run % 4 :] + order[: run % 4]:
+                for leg in LEGS[run % len(LEGS) :] + LEGS[: run % len(LEGS)]:
                     if leg == "unrar-p":
                         one = unrar_leg(kind, source, unrar, game, total)
-                    elif leg == "raw-tcp":
-                        one = path_leg(kind, source, client, game, total)
+                    elif leg.startswith("raw-tcp"):
+                        one = path_leg(kind, source, client, game, total, leg)
                     else:
                         one = peer_leg(kind, leg, source, client, game, total)
                     legs.append(one)
@@ -291,7 +297,7 @@ def main() -> None:
             unrar_p = statistics.median(x.mib_per_s for x in mine if x.leg == "unrar-p")
             path = statistics.median(x.mib_per_s for x in mine if x.leg == "raw-tcp")
             ceiling = min(unrar_p, path)
-            for name in ("unrar-p", "raw-tcp", "stream", "dl+install"):
+            for name in LEGS:
                 these = [x for x in mine if x.leg == name]
                 med = statistics.median(x.mib_per_s for x in these)
                 runs = ", ".join(
