@@ -4,10 +4,13 @@ through unrar. Real archives' headers are read in test_provider.py."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+import rarfile
 
 from peer.protocol import EMPTY_DIGEST, ArchiveEntry, ArchiveListing
-from peer.transfer.archives import Placement, plain_offsets
+from peer.transfer.archives import Placement, placement_of, plain_offsets
 
 
 def _listing(*entries: tuple[str, int, bool], solid: bool = False) -> ArchiveListing:
@@ -57,3 +60,38 @@ def test_plain_offsets_refuse_what_cannot_be_sent_as_it_lies(
 def test_a_solid_archive_is_never_sent_as_it_lies() -> None:
     solid = _listing(("a", 10, False), solid=True)
     assert plain_offsets(solid, [Placement(100, 10, True)], 110) is None
+
+
+def _info(**facts: object) -> SimpleNamespace:
+    """A stand-in for rarfile's RarInfo: a stored, whole, plain member, unless `facts` say not."""
+    plain: dict[str, object] = {
+        "data_offset": 100,
+        "compress_size": 10,
+        "compress_type": rarfile.RAR_M0,
+        "flags": 0,
+        "file_redir": None,
+        "needs_password": lambda: False,
+        "is_symlink": lambda: False,
+    }
+    return SimpleNamespace(**{**plain, **facts})
+
+
+def test_a_plain_member_lies_as_it_is() -> None:
+    assert placement_of(_info()) == Placement(100, 10, True)
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"data_offset": None},
+        {"compress_type": rarfile.RAR_M0 + 3},
+        {"flags": rarfile.RAR_FILE_SPLIT_AFTER},
+        {"flags": rarfile.RAR_FILE_SPLIT_BEFORE},
+        {"file_redir": (4, 0, "other.bin")},
+        {"needs_password": lambda: True},
+        {"is_symlink": lambda: True},
+    ],
+    ids=["no-offset", "compressed", "split-after", "split-before", "a-copy", "encrypted", "link"],
+)
+def test_a_member_that_is_not_its_own_bytes_does_not_lie_as_it_is(facts: dict[str, object]) -> None:
+    assert not placement_of(_info(**facts)).as_is

@@ -61,10 +61,12 @@ class Headers:
     offsets: tuple[int, ...] | None
 
 
-def _placement(info: rarfile.RarInfo) -> Placement:
+def placement_of(info: rarfile.RarInfo) -> Placement:
+    """Where a member's header puts its data, and whether that data is the member as it is."""
     split = info.flags & (rarfile.RAR_FILE_SPLIT_BEFORE | rarfile.RAR_FILE_SPLIT_AFTER)
     as_is = (
-        info.compress_type == rarfile.RAR_M0
+        info.data_offset is not None
+        and info.compress_type == rarfile.RAR_M0
         and not info.needs_password()
         and info.file_redir is None
         and not info.is_symlink()
@@ -92,7 +94,7 @@ def read_headers(archive: Path, fd: int) -> Headers:
                     for info in infos
                 ),
             )
-            placements = [_placement(info) for info in infos]
+            placements = [placement_of(info) for info in infos]
     except (rarfile.Error, OSError, ValueError, TypeError, PeerError) as exc:
         raise PeerError(
             "not-servable", f"{archive.name} is not a readable RAR archive: {exc}"
