@@ -14,7 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -291,33 +291,46 @@ async def test_a_cancelled_stream_kills_the_whole_provider_group(
     pidfile = tmp_path / "child.pid"
     # The child's pid is on disk before the first byte, so reading "ab" means it is there.
     unrar = fake_unrar(tmp_path, "stuck", f"sleep 60 &\necho $! > '{pidfile}'\nprintf ab\nwait")
+    async with providing(root, await list_archives(root), unrar) as (reader, task):
+        async with asyncio.timeout(LIMIT):
+            assert isinstance(decode_lane_reply(await reader.readline()), EntryHeader)
+            assert await reader.readexactly(2) == b"ab"
+        child = int(pidfile.read_text())
+        task.cancel()
+        try:
+            async with asyncio.timeout(3):
+                await asyncio.gather(task, return_exceptions=True)
+            # Killed, its pipe closed: its exit may still be under way on a busy machine, for
+            # moments, not the 60 s it would have slept.
+            alive = await _still_alive_after(child, 2.0)
+        finally:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
+    assert not alive, "the wrapper's child outlived the stream"
+
+
+@contextlib.asynccontextmanager
+async def providing(
+    root: Path, listings: tuple[ArchiveListing, ...], unrar: str
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.Task[None]]]:
+    """`send_entries` running into a socket pair: the receiving end, and the provider's task
+    (cancelled and awaited on the way out, if the test has not ended it)."""
     ours, theirs = socket.socketpair()
     reader, their_writer = await asyncio.open_connection(sock=theirs)
     _, writer = await asyncio.open_connection(sock=ours)
-    listings = await list_archives(root)
 
     async def provide() -> None:
         async with progress_deadline(LIMIT) as progress:
             await send_entries(writer, root, listings, unrar, RateLimiter(None), progress, Tally())
 
     task = asyncio.create_task(provide())
-    async with asyncio.timeout(LIMIT):
-        assert isinstance(decode_lane_reply(await reader.readline()), EntryHeader)
-        assert await reader.readexactly(2) == b"ab"
-    child = int(pidfile.read_text())
-    task.cancel()
     try:
-        async with asyncio.timeout(3):
-            await asyncio.gather(task, return_exceptions=True)
-        # Killed, its pipe closed: its exit may still be under way on a busy machine, for
-        # moments, not the 60 s it would have slept.
-        alive = await _still_alive_after(child, 2.0)
+        yield reader, task
     finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         writer.close()
         their_writer.close()
-        if _alive(child):
-            os.kill(child, signal.SIGKILL)
-    assert not alive, "the wrapper's child outlived the stream"
 
 
 async def _still_alive_after(pid: int, seconds: float) -> bool:
@@ -453,26 +466,14 @@ async def test_a_cancelled_stored_send_says_it_did_not_complete(tmp_path: Path) 
     root = tmp_path / "games" / "big"
     make_archive(root, "big.eti", {"big.bin": os.urandom(8 * 1024 * 1024)}, stored=True)
     listings = await list_archives(root)
-    ours, theirs = socket.socketpair()
-    reader, their_writer = await asyncio.open_connection(sock=theirs)
-    _, writer = await asyncio.open_connection(sock=ours)
-
-    async def provide() -> None:
-        async with progress_deadline(LIMIT) as progress:
-            await send_entries(writer, root, listings, UNRAR, RateLimiter(None), progress, Tally())
-
     with structlog.testing.capture_logs() as logs:
-        task = asyncio.create_task(provide())
-        try:
+        async with providing(root, listings, UNRAR) as (reader, task):
             async with asyncio.timeout(LIMIT):
                 assert isinstance(decode_lane_reply(await reader.readline()), EntryHeader)
                 await reader.readexactly(1024)
             task.cancel()
             async with asyncio.timeout(LIMIT):
                 await asyncio.gather(task, return_exceptions=True)
-        finally:
-            writer.close()
-            their_writer.close()
     assert [(e["event"], e.get("complete")) for e in logs] == [("archive sent as stored", False)]
 
 
